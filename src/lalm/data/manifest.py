@@ -1,0 +1,209 @@
+"""JSONL manifests: one example per line, validated line by line, then held in a `datasets.Dataset`.
+
+Schemas (see README "Data formats"). An audio reference is either a path string or
+{"path": str, "offset": seconds, "duration": seconds}; relative paths are resolved against the
+manifest's folder. Every record is normalised so that Arrow sees one schema per stage:
+audio refs become {"path", "offset", "duration"} dicts, message contents become lists of items
+{"type": "audio"|"text", "audio": ref|None, "text": str|None}, and `_source` keeps "file:line" for
+error messages further down the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from lalm.data.prompts import LANGUAGE_CODES, PROMPT_LANGUAGES, TASKS
+from lalm.errors import ManifestError
+
+STAGES = ("pretrain", "sft", "dpo")
+SFT_MODES = ("chat", "analysis")
+ROLES = ("system", "user", "assistant")
+
+Record = dict[str, Any]
+
+
+class _Invalid(Exception):
+    """Raised inside validators; turned into a ManifestError carrying the file and line."""
+
+
+def _require(record: Record, field: str, kind: type | tuple[type, ...]) -> Any:
+    if field not in record:
+        raise _Invalid(f"missing field '{field}'")
+    value = record[field]
+    if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
+        raise _Invalid(
+            f"field '{field}' must be a non-empty {getattr(kind, '__name__', kind)}, got {value!r}"
+        )
+    return value
+
+
+def _audio_ref(value: Any, base: Path, check_files: bool) -> dict[str, Any]:
+    ref = {"path": value} if isinstance(value, str) else value
+    if not isinstance(ref, dict) or not isinstance(ref.get("path"), str):
+        raise _Invalid(f"audio must be a path or {{'path', 'offset', 'duration'}}, got {value!r}")
+    unknown = set(ref) - {"path", "offset", "duration"}
+    if unknown:
+        raise _Invalid(f"unknown audio keys {sorted(unknown)}")
+    path = Path(ref["path"])
+    path = path if path.is_absolute() else base / path
+    if check_files and not path.is_file():
+        raise _Invalid(f"audio file not found: {path}")
+    offset = float(ref.get("offset") or 0.0)
+    duration = ref.get("duration")
+    if offset < 0 or (duration is not None and float(duration) <= 0):
+        raise _Invalid(f"audio offset must be >= 0 and duration > 0, got {ref!r}")
+    return {"path": str(path), "offset": offset, "duration": None if duration is None else float(duration)}
+
+
+def _language(record: Record, field: str, required: bool) -> str | None:
+    value = record.get(field)
+    if value is None and not required:
+        return None
+    if value not in LANGUAGE_CODES:
+        raise _Invalid(f"field '{field}' must be one of {list(LANGUAGE_CODES)}, got {value!r}")
+    return value
+
+
+def _validate_pretrain(record: Record, base: Path, check_files: bool) -> Record:
+    task = _require(record, "task", str)
+    if task not in TASKS:
+        raise _Invalid(f"unknown task {task!r}; known tasks: {list(TASKS)}")
+    target_language = _language(record, "target_language", required=task == "s2tt")
+    prompt = record.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise _Invalid(f"field 'prompt' must be a string, got {prompt!r}")
+    prompt_language = record.get("prompt_language")
+    if prompt_language is not None and prompt_language not in PROMPT_LANGUAGES:
+        raise _Invalid(
+            f"field 'prompt_language' must be one of {list(PROMPT_LANGUAGES)}, got {prompt_language!r}"
+        )
+    return {
+        "id": str(_require(record, "id", (str, int))),
+        "audio": _audio_ref(_require(record, "audio", (str, dict)), base, check_files),
+        "task": task,
+        "language": _language(record, "language", required=task in ("asr", "s2tt")),
+        "target_language": target_language,
+        "text": _require(record, "text", str),
+        "prompt": prompt,
+        "prompt_language": prompt_language,
+    }
+
+
+def _content_items(message: Record, base: Path, check_files: bool) -> list[Record]:
+    content = message.get("content")
+    if isinstance(content, str) and content.strip():
+        return [{"type": "text", "text": content, "audio": None}]
+    if not isinstance(content, list) or not content:
+        raise _Invalid(f"message content must be a non-empty string or list of items, got {content!r}")
+    items = []
+    for item in content:
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "text" and isinstance(item.get("text"), str) and item["text"]:
+            items.append({"type": "text", "text": item["text"], "audio": None})
+        elif kind == "audio" and "audio" in item:
+            if message["role"] != "user":
+                raise _Invalid(f"audio is only allowed in user turns, found in a {message['role']} turn")
+            items.append(
+                {"type": "audio", "text": None, "audio": _audio_ref(item["audio"], base, check_files)}
+            )
+        else:
+            raise _Invalid(
+                f"content item must be {{'type':'text','text':...}} or {{'type':'audio','audio':...}}, got {item!r}"
+            )
+    return items
+
+
+def _messages(value: Any, base: Path, check_files: bool, ends_with: str) -> list[Record]:
+    if not isinstance(value, list) or not value:
+        raise _Invalid("messages must be a non-empty list")
+    out = []
+    for index, message in enumerate(value):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ROLES:
+            raise _Invalid(f"message {index}: role must be one of {list(ROLES)}, got {role!r}")
+        if role == "system" and index != 0:
+            raise _Invalid(f"message {index}: a system message may only come first")
+        out.append({"role": role, "content": _content_items(message, base, check_files)})
+    turns = [m["role"] for m in out if m["role"] != "system"]
+    expected = ["user", "assistant"] * len(turns)
+    if turns != expected[: len(turns)] or turns[-1] != ends_with:
+        raise _Invalid(f"turns must alternate user/assistant and end with {ends_with}, got {turns}")
+    return out
+
+
+def _validate_sft(record: Record, base: Path, check_files: bool) -> Record:
+    mode = _require(record, "mode", str)
+    if mode not in SFT_MODES:
+        raise _Invalid(f"mode must be one of {list(SFT_MODES)}, got {mode!r}")
+    return {
+        "id": str(_require(record, "id", (str, int))),
+        "mode": mode,
+        "messages": _messages(record.get("messages"), base, check_files, ends_with="assistant"),
+    }
+
+
+def _validate_dpo(record: Record, base: Path, check_files: bool) -> Record:
+    chosen, rejected = _require(record, "chosen", str), _require(record, "rejected", str)
+    if chosen == rejected:
+        raise _Invalid("chosen and rejected are identical")
+    return {
+        "id": str(_require(record, "id", (str, int))),
+        "mode": record.get("mode") if record.get("mode") in SFT_MODES else None,
+        "prompt": _messages(record.get("prompt"), base, check_files, ends_with="user"),
+        "chosen": chosen,
+        "rejected": rejected,
+    }
+
+
+VALIDATORS: dict[str, Callable[[Record, Path, bool], Record]] = {
+    "pretrain": _validate_pretrain,
+    "sft": _validate_sft,
+    "dpo": _validate_dpo,
+}
+
+
+def read_manifest_records(path: str | Path, stage: str, check_files: bool = True) -> list[Record]:
+    """Parse and validate every line of a manifest; the first bad line raises ManifestError(file, line)."""
+    if stage not in VALIDATORS:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {list(STAGES)}")
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(str(path), 0, "manifest file not found")
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+                if not isinstance(raw, dict):
+                    raise _Invalid(f"a line must hold a JSON object, got {type(raw).__name__}")
+                record = VALIDATORS[stage](raw, path.parent, check_files)
+            except json.JSONDecodeError as err:
+                raise ManifestError(str(path), line_number, f"not valid JSON ({err.msg})") from err
+            except _Invalid as err:
+                raise ManifestError(str(path), line_number, str(err)) from None
+            record["_source"] = f"{path}:{line_number}"
+            records.append(record)
+    if not records:
+        raise ManifestError(str(path), 0, "manifest holds no examples")
+    return records
+
+
+def load_manifest(path: str | Path, stage: str, check_files: bool = True) -> datasets.Dataset:
+    """Validated manifest as a `datasets.Dataset` (Arrow-backed, memory-mapped, seekable by index)."""
+    return datasets.Dataset.from_list(read_manifest_records(path, stage, check_files))
+
+
+def write_manifest(path: str | Path, records: list[Record]) -> None:
+    """Write records as JSONL (UTF-8, one object a line, non-ASCII kept readable)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
