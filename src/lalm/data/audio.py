@@ -38,10 +38,14 @@ def load_audio(ref: AudioRef, sample_rate: int = SAMPLE_RATE, source: str | None
     path = Path(ref.path)
     if not path.is_file():
         raise AudioLoadError(ref.path, "no such file", source)
+    if ref.offset < 0 or (ref.duration is not None and ref.duration <= 0):
+        raise AudioLoadError(ref.path, f"offset must be >= 0 and duration > 0, got {ref}", source)
     try:
         info = sf.info(str(path))
         start = int(round(ref.offset * info.samplerate))
         frames = -1 if ref.duration is None else int(round(ref.duration * info.samplerate))
+        if info.frames == 0:
+            raise AudioLoadError(ref.path, "contains no samples", source)
         if start >= info.frames:
             raise AudioLoadError(
                 ref.path, f"offset {ref.offset}s is past the end ({info.duration:.3f}s)", source
@@ -59,6 +63,8 @@ def load_audio(ref: AudioRef, sample_rate: int = SAMPLE_RATE, source: str | None
 
 def write_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
     """Write a mono 16-bit PCM WAV; returns its duration in seconds (from the written sample count)."""
+    if wave.ndim != 1:
+        raise ValueError(f"write_audio writes mono: expected a 1-D waveform, got shape {wave.shape}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     clipped = np.clip(wave, -1.0, 1.0)
     sf.write(str(path), clipped, sample_rate, subtype="PCM_16")

@@ -42,6 +42,10 @@ def _require(record: Record, field: str, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _audio_ref(value: Any, base: Path, check_files: bool) -> dict[str, Any]:
     ref = {"path": value} if isinstance(value, str) else value
     if not isinstance(ref, dict) or not isinstance(ref.get("path"), str):
@@ -53,11 +57,19 @@ def _audio_ref(value: Any, base: Path, check_files: bool) -> dict[str, Any]:
     path = path if path.is_absolute() else base / path
     if check_files and not path.is_file():
         raise _Invalid(f"audio file not found: {path}")
-    offset = float(ref.get("offset") or 0.0)
+    offset = 0.0 if ref.get("offset") is None else ref["offset"]
     duration = ref.get("duration")
-    if offset < 0 or (duration is not None and float(duration) <= 0):
-        raise _Invalid(f"audio offset must be >= 0 and duration > 0, got {ref!r}")
-    return {"path": str(path), "offset": offset, "duration": None if duration is None else float(duration)}
+    if (
+        not _is_number(offset)
+        or offset < 0
+        or (duration is not None and (not _is_number(duration) or duration <= 0))
+    ):
+        raise _Invalid(f"audio offset must be a number >= 0 and duration a number > 0, got {ref!r}")
+    return {
+        "path": str(path),
+        "offset": float(offset),
+        "duration": None if duration is None else float(duration),
+    }
 
 
 def _language(record: Record, field: str, required: bool) -> str | None:
@@ -118,9 +130,9 @@ def _content_items(message: Record, base: Path, check_files: bool) -> list[Recor
     return items
 
 
-def _messages(value: Any, base: Path, check_files: bool, ends_with: str) -> list[Record]:
+def _messages(value: Any, base: Path, check_files: bool, ends_with: str, field: str) -> list[Record]:
     if not isinstance(value, list) or not value:
-        raise _Invalid("messages must be a non-empty list")
+        raise _Invalid(f"field '{field}' must be a non-empty list of messages, got {value!r}")
     out = []
     for index, message in enumerate(value):
         role = message.get("role") if isinstance(message, dict) else None
@@ -131,7 +143,7 @@ def _messages(value: Any, base: Path, check_files: bool, ends_with: str) -> list
         out.append({"role": role, "content": _content_items(message, base, check_files)})
     turns = [m["role"] for m in out if m["role"] != "system"]
     expected = ["user", "assistant"] * len(turns)
-    if turns != expected[: len(turns)] or turns[-1] != ends_with:
+    if not turns or turns != expected[: len(turns)] or turns[-1] != ends_with:
         raise _Invalid(f"turns must alternate user/assistant and end with {ends_with}, got {turns}")
     return out
 
@@ -143,7 +155,7 @@ def _validate_sft(record: Record, base: Path, check_files: bool) -> Record:
     return {
         "id": str(_require(record, "id", (str, int))),
         "mode": mode,
-        "messages": _messages(record.get("messages"), base, check_files, ends_with="assistant"),
+        "messages": _messages(record.get("messages"), base, check_files, "assistant", "messages"),
     }
 
 
@@ -154,7 +166,7 @@ def _validate_dpo(record: Record, base: Path, check_files: bool) -> Record:
     return {
         "id": str(_require(record, "id", (str, int))),
         "mode": record.get("mode") if record.get("mode") in SFT_MODES else None,
-        "prompt": _messages(record.get("prompt"), base, check_files, ends_with="user"),
+        "prompt": _messages(record.get("prompt"), base, check_files, "user", "prompt"),
         "chosen": chosen,
         "rejected": rejected,
     }
@@ -175,8 +187,12 @@ def read_manifest_records(path: str | Path, stage: str, check_files: bool = True
     if not path.is_file():
         raise ManifestError(str(path), 0, "manifest file not found")
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for line_number, raw_line in enumerate(handle, start=1):
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ManifestError(str(path), line_number, f"not valid UTF-8 ({err.reason})") from None
             if not line.strip():
                 continue
             try:

@@ -1,0 +1,181 @@
+"""Collators against transformers' Qwen2AudioProcessor, and label masks by example."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lalm.data.collators import (
+    IGNORE_INDEX,
+    CollatorConfig,
+    ConversationCollator,
+    PreferenceCollator,
+    model_inputs,
+)
+from lalm.data.dataset import ManifestDataset
+
+SR = 16_000
+
+
+def _wave(seconds: float, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def _hf_conversation(messages):
+    """Our decoded messages in the form transformers' chat template takes."""
+    out = []
+    for message in messages:
+        items = [
+            {"type": "audio", "audio_url": "clip"}
+            if item["type"] == "audio"
+            else {"type": "text", "text": item["text"]}
+            for item in message["content"]
+        ]
+        if message["role"] == "assistant":
+            items = "".join(item["text"] for item in items)
+        out.append({"role": message["role"], "content": items})
+    return out
+
+
+def _processor_reference(processor, messages):
+    text = processor.tokenizer.apply_chat_template(_hf_conversation(messages), tokenize=False)
+    waves = [item["waveform"] for m in messages for item in m["content"] if item["type"] == "audio"]
+    return processor(text=[text], audio=waves, sampling_rate=SR, return_tensors="pt")
+
+
+def _supervised_segments(tokenizer, input_ids, labels) -> list[str]:
+    """Decoded runs of consecutive supervised tokens."""
+    segments, current = [], []
+    for token, label in zip(input_ids.tolist(), labels.tolist(), strict=True):
+        if label != IGNORE_INDEX:
+            assert label == token
+            current.append(token)
+        elif current:
+            segments.append(tokenizer.decode(current))
+            current = []
+    if current:
+        segments.append(tokenizer.decode(current))
+    return segments
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "sft"])
+def test_input_ids_and_features_equal_the_processor(corpus_dir, processor, stage):
+    dataset = ManifestDataset.from_manifest(str(corpus_dir / stage / "train.jsonl"), stage)
+    examples = [dataset[i] for i in range(12)]
+    assert (
+        any(sum(m["role"] == "assistant" for m in ex["messages"]) > 1 for ex in examples)
+        or stage == "pretrain"
+    )
+    batch = ConversationCollator(processor)(examples)
+    assert batch["dropped"] == []
+    clip = 0
+    for row, example in enumerate(examples):
+        reference = _processor_reference(processor, example["messages"])
+        n = int(batch["attention_mask"][row].sum())
+        assert batch["input_ids"][row, :n].tolist() == reference["input_ids"][0].tolist()
+        clips = len(reference["input_features"])
+        assert torch.equal(
+            batch["feature_attention_mask"][clip : clip + clips], reference["feature_attention_mask"].long()
+        )
+        torch.testing.assert_close(batch["input_features"][clip : clip + clips], reference["input_features"])
+        clip += clips
+    assert clip == len(batch["input_features"]) == len(batch["audio_clip_index"])
+
+
+def test_audio_token_count_is_25_per_second(processor):
+    collator = ConversationCollator(processor)
+    assert collator._token_counts([_wave(1.0), _wave(2.0), _wave(6.0)]) == [25, 50, 150]
+    assert collator._token_counts([_wave(6.01)]) is None
+
+
+def _example(example_id, turns, clips_per_turn=1):
+    messages = []
+    for question, answer in turns:
+        audio = [
+            {"type": "audio", "waveform": _wave(0.8 + 0.1 * len(messages))} for _ in range(clips_per_turn)
+        ]
+        messages.append({"role": "user", "content": [*audio, {"type": "text", "text": question}]})
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return {"id": example_id, "source": f"test:{example_id}", "messages": messages}
+
+
+def test_labels_cover_exactly_the_assistant_turns(processor):
+    single = _example("a", [("What is said?", "Anna goes to the market on Monday.")])
+    multi = _example(
+        "b", [("Which language?", "French"), ("Translate it into Chinese.", "安娜星期一去市场。")], 2
+    )
+    batch = ConversationCollator(processor)([single, multi])
+    tokenizer = processor.tokenizer
+    segments = [_supervised_segments(tokenizer, batch["input_ids"][r], batch["labels"][r]) for r in range(2)]
+    assert segments[0] == ["Anna goes to the market on Monday.<|im_end|>"]
+    assert segments[1] == ["French<|im_end|>", "安娜星期一去市场。<|im_end|>"]
+    audio_id = processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>")
+    assert not (batch["labels"][batch["input_ids"] == audio_id] != IGNORE_INDEX).any()
+    assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()
+    # 1 clip for the single-turn example, 4 for the two-turn one, in order of appearance.
+    assert batch["input_features"].shape[0] == 5
+    assert int((batch["input_ids"] == audio_id).sum()) == sum(
+        (m.sum().item() - 1) // 2 // 2 + 1 for m in batch["feature_attention_mask"]
+    )
+
+
+def test_too_long_examples_are_dropped_and_counted_never_cut(processor):
+    short = _example("short", [("Hi?", "Hello.")])
+    long_text = _example("long_text", [("Hi?", "word " * 400)])
+    long_audio = {
+        "id": "long_audio",
+        "source": "m.jsonl:9",
+        "messages": [
+            {"role": "user", "content": [{"type": "audio", "waveform": _wave(7.0)}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+        ],
+    }
+    batch = ConversationCollator(processor, CollatorConfig(max_length=200))([short, long_text, long_audio])
+    assert batch["ids"] == ["short"]
+    assert batch["input_ids"].shape[0] == 1 and batch["input_features"].shape[0] == 1
+    assert batch["dropped"] == [
+        {"id": "long_text", "source": "test:long_text", "reason": "longer_than_max_length"},
+        {"id": "long_audio", "source": "m.jsonl:9", "reason": "audio_longer_than_window"},
+    ]
+
+
+def test_text_only_batch_has_no_features(processor):
+    example = {
+        "id": "t",
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Say hi."}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "Hi."}]},
+        ],
+    }
+    batch = ConversationCollator(processor)([example])
+    assert "input_features" not in batch and batch["audio_clip_index"].numel() == 0
+    assert _supervised_segments(processor.tokenizer, batch["input_ids"][0], batch["labels"][0]) == [
+        "Hi.<|im_end|>"
+    ]
+
+
+def test_dpo_rows_share_one_copy_of_each_clip(corpus_dir, processor, tiny):
+    dataset = ManifestDataset.from_manifest(str(corpus_dir / "dpo" / "train.jsonl"), "dpo")
+    examples = [dataset[i] for i in range(4)]
+    batch = PreferenceCollator(processor)(examples)
+    pairs = batch["num_pairs"]
+    assert pairs == 4 and batch["input_ids"].shape[0] == 8
+    assert batch["input_features"].shape[0] == 4  # one clip per prompt, carried once
+    assert batch["audio_clip_index"].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    tokenizer = processor.tokenizer
+    for i, example in enumerate(examples):
+        chosen = _supervised_segments(tokenizer, batch["input_ids"][i], batch["labels"][i])
+        rejected = _supervised_segments(tokenizer, batch["input_ids"][pairs + i], batch["labels"][pairs + i])
+        assert chosen == [example["chosen"] + "<|im_end|>"]
+        assert rejected == [example["rejected"] + "<|im_end|>"]
+        # The prompt part of both rows is identical and equals the processor's rendering of the prompt.
+        prompt_len = int((batch["labels"][i] != IGNORE_INDEX).nonzero()[0])
+        assert torch.equal(batch["input_ids"][i, :prompt_len], batch["input_ids"][pairs + i, :prompt_len])
+    inputs = model_inputs(batch)
+    assert inputs["input_features"].shape[0] == 8
+    model = tiny[0].eval()
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert torch.isfinite(logits).all() and logits.shape[:2] == batch["input_ids"].shape
