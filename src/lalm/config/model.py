@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 class TinyModelConfig:
     """A randomly initialised small Qwen2-Audio for CPU tests and demos.
 
-    The defaults (192-wide, 3+3 layers, ~3.6M parameters with a small vocabulary) are the sizes measured
+    The defaults (192-wide, 3+3 layers, ~3.3M parameters with a 2,000-token vocabulary) are the sizes measured
     to learn English ASR on synthetic speech within minutes on 2 CPU cores (../shared/DESIGN.md).
+    lm_head is not tied to the input embeddings: transformers' Qwen2AudioForConditionalGeneration
+    declares no tied weights, so a tied checkpoint would reload with a random lm_head.
     """
 
     builder: str = "tiny"
@@ -24,7 +26,6 @@ class TinyModelConfig:
     llm_kv_heads: int = 2
     llm_intermediate_size: int = 512
     max_position_embeddings: int = 2048
-    tie_word_embeddings: bool = True
     # Whisper-style front end: 128 mel bins, 16 kHz, 25 ms window (400), 10 ms hop (160). The encoder
     # sees a fixed window of this many seconds (Whisper uses 30; short clips train faster on a short one).
     window_seconds: int = 6

@@ -29,6 +29,9 @@ from lalm.data.audio import SAMPLE_RATE
 from lalm.data.prompts import PROMPTS
 from lalm.models.tokenizer import AUDIO, ENDOFTEXT, IM_END, add_audio_special_tokens, train_bpe_tokenizer
 
+# UNTIED: transformers' Qwen2AudioForConditionalGeneration declares no tied weights (5.x), so
+# tie_weights() does nothing and a checkpoint saved without lm_head would reload with a random one.
+# lm_head is therefore always a separate matrix, and configs say tie_word_embeddings=False.
 ModelAndProcessor = tuple[Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor]
 
 
@@ -110,7 +113,7 @@ def build_tiny(cfg: TinyModelConfig) -> ModelAndProcessor:
         num_attention_heads=cfg.llm_heads,
         num_key_value_heads=cfg.llm_kv_heads,
         max_position_embeddings=cfg.max_position_embeddings,
-        tie_word_embeddings=cfg.tie_word_embeddings,
+        tie_word_embeddings=False,  # see UNTIED above
         # ZeRO-3 zero.Init crashes in transformers' init when pad_token_id is set (DESIGN.md gotcha).
         pad_token_id=None,
     )
@@ -118,7 +121,7 @@ def build_tiny(cfg: TinyModelConfig) -> ModelAndProcessor:
         audio_config=audio_config,
         text_config=text_config,
         audio_token_index=tokenizer.convert_tokens_to_ids(AUDIO),
-        tie_word_embeddings=cfg.tie_word_embeddings,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(cfg.seed)
     model = Qwen2AudioForConditionalGeneration(config)
@@ -155,20 +158,19 @@ def build_from_components(cfg: FromComponentsConfig) -> ModelAndProcessor:
     if len(tokenizer) > llm.config.vocab_size:
         llm.resize_token_embeddings(len(tokenizer))
     text_config = llm.config.to_dict()
-    text_config["pad_token_id"] = None
+    text_config.update(pad_token_id=None, tie_word_embeddings=False)  # see UNTIED
     config = Qwen2AudioConfig(
         audio_config=_whisper_encoder_config(whisper.config),
         text_config=text_config,
         audio_token_index=tokenizer.convert_tokens_to_ids(AUDIO),
-        tie_word_embeddings=llm.config.tie_word_embeddings,
+        tie_word_embeddings=False,
     )
     torch.manual_seed(cfg.seed)
     model = Qwen2AudioForConditionalGeneration(config)
     model.model.audio_tower.load_state_dict(whisper.encoder.state_dict(), strict=True)
     model.model.language_model.load_state_dict(llm.model.state_dict(), strict=True)
+    # A tied LLM (e.g. Qwen2.5-0.5B) becomes untied here: lm_head starts as a copy of its embeddings.
     model.lm_head.load_state_dict(llm.lm_head.state_dict(), strict=True)
-    if config.tie_word_embeddings:
-        model.tie_weights()
     _set_generation_ids(model, tokenizer)
     feature_extractor = _feature_extractor_from(cfg.whisper_dir, whisper.config)
     return model, build_processor(tokenizer, feature_extractor)

@@ -128,6 +128,14 @@ def test_tiny_generation_stops_at_chat_and_text_end(tiny) -> None:  # noqa: ANN0
     assert model.generation_config.pad_token_id == eot
 
 
+def test_tiny_lm_head_is_untied(tiny) -> None:  # noqa: ANN001
+    # Qwen2AudioForConditionalGeneration declares no tied weights, so lalm never ties (builders.UNTIED).
+    model, _ = tiny
+    assert model.config.tie_word_embeddings is False
+    assert model.config.text_config.tie_word_embeddings is False
+    assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight
+
+
 def test_tiny_empty_corpus_raises() -> None:
     with pytest.raises(ValueError, match="tokenizer_corpus"):
         build_tiny(TinyModelConfig(tokenizer_corpus=[]))
@@ -322,15 +330,19 @@ def checkpoint(tiny, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa:
 
 def test_pretrained_roundtrip_logits(tiny, checkpoint: Path, corpus_dir: Path) -> None:  # noqa: ANN001
     model, processor = tiny
-    model.eval()
-    loaded, loaded_processor = build_pretrained(PretrainedModelConfig(path=str(checkpoint)))
+    was_training = model.training
+    model.eval()  # the session fixture is shared: its mode is restored below
+    loaded, _ = build_pretrained(PretrainedModelConfig(path=str(checkpoint)))
     loaded.eval()
     assert type(loaded) is Qwen2AudioForConditionalGeneration
     wave = _first_clip(corpus_dir)
     assert wave.dtype == np.float32 and len(wave) > 16000
     batch = processor(text=AUDIO_PROMPT, audio=[wave], return_tensors="pt")
     assert int((batch["input_ids"] == model.config.audio_token_id).sum()) > 0
-    expected = _logits(model, batch)
+    try:
+        expected = _logits(model, batch)
+    finally:
+        model.train(was_training)
     got = _logits(loaded, batch)
     assert got.shape == expected.shape
     assert torch.allclose(got, expected, atol=1e-6)
@@ -392,3 +404,32 @@ def test_build_model_real_pretrained(checkpoint: Path) -> None:
 def test_build_model_unknown_builder_raises() -> None:
     with pytest.raises(ValueError, match="'huge'"):
         build_model(TinyModelConfig(builder="huge"))
+
+
+def test_from_components_unties_a_tied_llm_and_stock_transformers_reloads_it(
+    components: dict, tmp_path: Path
+) -> None:
+    tokenizer = _plain_qwen2_tokenizer()
+    tied = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=128,
+            tie_word_embeddings=True,
+        )
+    ).eval()
+    assert tied.lm_head.weight is tied.get_input_embeddings().weight
+    tied.save_pretrained(tmp_path / "llm")
+    tokenizer.save_pretrained(tmp_path / "llm")
+    model, processor = build_from_components(
+        FromComponentsConfig(whisper_dir=str(components["whisper_dir"]), llm_dir=str(tmp_path / "llm"))
+    )
+    rows = tied.get_input_embeddings().weight.shape[0]
+    assert model.config.tie_word_embeddings is False
+    assert torch.equal(model.lm_head.weight[:rows], tied.get_input_embeddings().weight)
+    model.save_pretrained(tmp_path / "joined")
+    reloaded = Qwen2AudioForConditionalGeneration.from_pretrained(tmp_path / "joined")
+    assert torch.equal(reloaded.lm_head.weight, model.lm_head.weight)
