@@ -46,9 +46,10 @@ test: install ## run the whole test suite (unit, integration, distributed; gpu t
 test-unit: install ## run the fast unit tests only
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check, mypy on src/
 	$(VENV)/bin/ruff check src scripts data_recipes tests
 	$(VENV)/bin/ruff format --check src scripts data_recipes tests
+	$(VENV)/bin/mypy src
 
 format: install ## ruff format and autofix
 	$(VENV)/bin/ruff format src scripts data_recipes tests

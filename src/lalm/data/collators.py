@@ -126,7 +126,10 @@ class ConversationCollator(_BaseCollator):
     """Pretrain and SFT: one row per example (single- or multi-turn, chat or analysis mode)."""
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
-        rows, clips, ids, dropped = [], [], [], []
+        rows: list[_Row] = []
+        clips: list[np.ndarray] = []
+        ids: list[str] = []
+        dropped: list[dict[str, str]] = []
         for example in examples:
             example_clips = _clips(example["messages"])
             counts = self._token_counts(example_clips)
@@ -151,7 +154,12 @@ class PreferenceCollator(_BaseCollator):
     """DPO: a chosen and a rejected row per prompt; the prompt's clips are carried once per pair."""
 
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
-        chosen, rejected, clips, clip_index, ids, dropped = [], [], [], [], [], []
+        chosen: list[_Row] = []
+        rejected: list[_Row] = []
+        clips: list[np.ndarray] = []
+        clip_index: list[list[int]] = []
+        ids: list[str] = []
+        dropped: list[dict[str, str]] = []
         for example in examples:
             prompt_clips = _clips(example["prompt"])
             counts = self._token_counts(prompt_clips)

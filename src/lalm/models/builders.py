@@ -6,8 +6,9 @@ The architecture is transformers' own; these functions only choose sizes and loa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -27,11 +28,18 @@ from transformers import (
 from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
 from lalm.data.audio import SAMPLE_RATE
 from lalm.data.prompts import PROMPTS
-from lalm.models.tokenizer import AUDIO, ENDOFTEXT, IM_END, add_audio_special_tokens, train_bpe_tokenizer
+from lalm.models.tokenizer import (
+    AUDIO,
+    ENDOFTEXT,
+    IM_END,
+    add_audio_special_tokens,
+    token_id,
+    train_bpe_tokenizer,
+)
 
 # UNTIED: transformers' Qwen2AudioForConditionalGeneration declares no tied weights (5.x), so
 # tie_weights() does nothing and a checkpoint saved without lm_head would reload with a random one.
-# lm_head is therefore always a separate matrix, and configs say tie_word_embeddings=False.
+# lm_head is therefore always a separate matrix, and text configs say tie_word_embeddings=False.
 ModelAndProcessor = tuple[Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor]
 
 
@@ -83,9 +91,8 @@ def _strings(value: object) -> Iterator[str]:
 
 def _set_generation_ids(model: Qwen2AudioForConditionalGeneration, tokenizer) -> None:  # noqa: ANN001
     # Chat turns end with <|im_end|>, raw text with <|endoftext|>: generation stops at either.
-    stop = [tokenizer.convert_tokens_to_ids(IM_END), tokenizer.convert_tokens_to_ids(ENDOFTEXT)]
-    model.generation_config.eos_token_id = stop
-    model.generation_config.pad_token_id = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
+    model.generation_config.eos_token_id = [token_id(tokenizer, IM_END), token_id(tokenizer, ENDOFTEXT)]
+    model.generation_config.pad_token_id = token_id(tokenizer, ENDOFTEXT)
 
 
 def build_tiny(cfg: TinyModelConfig) -> ModelAndProcessor:
@@ -120,8 +127,7 @@ def build_tiny(cfg: TinyModelConfig) -> ModelAndProcessor:
     config = Qwen2AudioConfig(
         audio_config=audio_config,
         text_config=text_config,
-        audio_token_index=tokenizer.convert_tokens_to_ids(AUDIO),
-        tie_word_embeddings=False,
+        audio_token_index=token_id(tokenizer, AUDIO),
     )
     torch.manual_seed(cfg.seed)
     model = Qwen2AudioForConditionalGeneration(config)
@@ -162,8 +168,7 @@ def build_from_components(cfg: FromComponentsConfig) -> ModelAndProcessor:
     config = Qwen2AudioConfig(
         audio_config=_whisper_encoder_config(whisper.config),
         text_config=text_config,
-        audio_token_index=tokenizer.convert_tokens_to_ids(AUDIO),
-        tie_word_embeddings=False,
+        audio_token_index=token_id(tokenizer, AUDIO),
     )
     torch.manual_seed(cfg.seed)
     model = Qwen2AudioForConditionalGeneration(config)
@@ -195,7 +200,11 @@ def build_pretrained(cfg: PretrainedModelConfig) -> ModelAndProcessor:
     return model, processor
 
 
-BUILDERS = {"tiny": build_tiny, "from_components": build_from_components, "pretrained": build_pretrained}
+BUILDERS: dict[str, Callable[[Any], ModelAndProcessor]] = {
+    "tiny": build_tiny,
+    "from_components": build_from_components,
+    "pretrained": build_pretrained,
+}
 
 
 def build_model(cfg: TinyModelConfig | FromComponentsConfig | PretrainedModelConfig) -> ModelAndProcessor:

@@ -54,9 +54,18 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: in
     raw.train_from_iterator(texts, trainer=trainer)
     model = json.loads(raw.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    tokenizer = Qwen2Tokenizer(vocab=model["vocab"], merges=merges)
+    # tokenizers' BPE wants (left, right) pairs; transformers' hint (list[str]) is narrower than that.
+    tokenizer = Qwen2Tokenizer(vocab=model["vocab"], merges=merges)  # type: ignore[arg-type]
     add_audio_special_tokens(tokenizer)
     return tokenizer
+
+
+def token_id(tokenizer, token: str) -> int:  # noqa: ANN001 - any transformers tokenizer
+    """The id of one token (transformers types the lookup as int | list[int])."""
+    found = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(found, int):
+        raise TypeError(f"expected one id for {token!r}, got {found!r}")
+    return found
 
 
 def add_audio_special_tokens(tokenizer) -> int:  # noqa: ANN001 - any transformers tokenizer

@@ -131,7 +131,6 @@ def test_tiny_generation_stops_at_chat_and_text_end(tiny) -> None:  # noqa: ANN0
 def test_tiny_lm_head_is_untied(tiny) -> None:  # noqa: ANN001
     # Qwen2AudioForConditionalGeneration declares no tied weights, so lalm never ties (builders.UNTIED).
     model, _ = tiny
-    assert model.config.tie_word_embeddings is False
     assert model.config.text_config.tie_word_embeddings is False
     assert model.get_output_embeddings().weight is not model.get_input_embeddings().weight
 
@@ -428,7 +427,7 @@ def test_from_components_unties_a_tied_llm_and_stock_transformers_reloads_it(
         FromComponentsConfig(whisper_dir=str(components["whisper_dir"]), llm_dir=str(tmp_path / "llm"))
     )
     rows = tied.get_input_embeddings().weight.shape[0]
-    assert model.config.tie_word_embeddings is False
+    assert model.config.text_config.tie_word_embeddings is False
     assert torch.equal(model.lm_head.weight[:rows], tied.get_input_embeddings().weight)
     model.save_pretrained(tmp_path / "joined")
     reloaded = Qwen2AudioForConditionalGeneration.from_pretrained(tmp_path / "joined")
