@@ -9,6 +9,16 @@ from omegaconf import MISSING
 
 from lalm.config.data import SyntheticRecipeConfig
 from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
+from lalm.config.train import (
+    DataConfig,
+    DeepSpeedConfig,
+    DpoStageConfig,
+    OptimConfig,
+    PretrainStageConfig,
+    SftStageConfig,
+    TrainConfig,
+    TrainerConfig,
+)
 
 
 @dataclass
@@ -24,3 +34,11 @@ def register_configs() -> None:
     store.store(group="model", name="tiny_schema", node=TinyModelConfig)
     store.store(group="model", name="from_components_schema", node=FromComponentsConfig)
     store.store(group="model", name="pretrained_schema", node=PretrainedModelConfig)
+    store.store(name="train_schema", node=TrainConfig)
+    store.store(group="stage", name="pretrain_stage_schema", node=PretrainStageConfig)
+    store.store(group="stage", name="sft_stage_schema", node=SftStageConfig)
+    store.store(group="stage", name="dpo_stage_schema", node=DpoStageConfig)
+    store.store(group="data", name="data_schema", node=DataConfig)
+    store.store(group="optim", name="optim_schema", node=OptimConfig)
+    store.store(group="deepspeed", name="deepspeed_schema", node=DeepSpeedConfig)
+    store.store(group="trainer", name="trainer_schema", node=TrainerConfig)

@@ -14,6 +14,7 @@ Output (R rows, L tokens, C clips, S audio spans; S == C except for DPO):
     input_features (C, mel, frames) float32 and feature_attention_mask (C, frames) long  [only if C > 0]
     audio_clip_index (S,) long: which clip fills the s-th audio span, spans in row-major order
     ids: list of example ids kept; dropped: [{"id", "source", "reason"}] for examples left out
+    example_weights (E,) float: each kept example's "weight" (default 1.0; 0 marks evaluation padding)
 
 An example is never cut: one longer than max_length, or with a clip longer than the encoder's window,
 is dropped and reported in `dropped` (cutting inside an audio span is what breaks other tools with
@@ -129,6 +130,7 @@ class ConversationCollator(_BaseCollator):
         rows: list[_Row] = []
         clips: list[np.ndarray] = []
         ids: list[str] = []
+        weights: list[float] = []
         dropped: list[dict[str, str]] = []
         for example in examples:
             example_clips = _clips(example["messages"])
@@ -143,10 +145,11 @@ class ConversationCollator(_BaseCollator):
             rows.append(row)
             clips.extend(example_clips)
             ids.append(str(example["id"]))
+            weights.append(float(example.get("weight", 1.0)))
         batch: dict[str, Any] = self._pad(rows)
         batch.update(self._features(clips))
         batch["audio_clip_index"] = torch.arange(len(clips), dtype=torch.long)
-        batch.update(ids=ids, dropped=dropped)
+        batch.update(ids=ids, dropped=dropped, example_weights=torch.tensor(weights, dtype=torch.float32))
         return batch
 
 
@@ -159,6 +162,7 @@ class PreferenceCollator(_BaseCollator):
         clips: list[np.ndarray] = []
         clip_index: list[list[int]] = []
         ids: list[str] = []
+        weights: list[float] = []
         dropped: list[dict[str, str]] = []
         for example in examples:
             prompt_clips = _clips(example["prompt"])
@@ -178,11 +182,13 @@ class PreferenceCollator(_BaseCollator):
             clip_index.append(list(range(len(clips), len(clips) + len(prompt_clips))))
             clips.extend(prompt_clips)
             ids.append(str(example["id"]))
+            weights.append(float(example.get("weight", 1.0)))
         batch: dict[str, Any] = self._pad(chosen + rejected)
         batch.update(self._features(clips))
         flat = [i for spans in clip_index for i in spans]
         batch["audio_clip_index"] = torch.tensor(flat + flat, dtype=torch.long)
         batch.update(num_pairs=len(ids), ids=ids, dropped=dropped)
+        batch["example_weights"] = torch.tensor(weights, dtype=torch.float32)
         return batch
 
 

@@ -1,0 +1,234 @@
+"""Typed configs of scripts/train.py and their validation (run once, before anything is allocated)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING
+
+STAGE_NAMES = ("pretrain", "sft", "dpo")
+
+
+@dataclass
+class LoraConfig:
+    """LoRA adapters (peft) on the LLM; the encoder/projector flags of the stage still apply."""
+
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass
+class StageConfig:
+    """What a stage trains. Pretraining follows the report: encoder and LLM both trainable."""
+
+    name: str = MISSING
+    train_encoder: bool = True
+    train_projector: bool = True
+    train_llm: bool = True
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class PretrainStageConfig(StageConfig):
+    name: str = "pretrain"
+
+
+@dataclass
+class SftStageConfig(StageConfig):
+    """Chat-mode and analysis-mode examples drawn into the same batches with these weights."""
+
+    name: str = "sft"
+    chat_weight: float = 0.5
+
+
+@dataclass
+class DpoStageConfig(StageConfig):
+    """DPO against a frozen reference (the init_from model). loss: sigmoid | ipo | hinge."""
+
+    name: str = "dpo"
+    beta: float = 0.1
+    loss: str = "sigmoid"
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    """Manifests default to <dir>/<stage>/{train,dev}.jsonl (the layout prepare_data.py writes)."""
+
+    dir: str = MISSING
+    train_manifest: str | None = None
+    dev_manifest: str | None = None
+    max_length: int = 1024
+    num_workers: int = 0
+    prompt_seed: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and its schedule (linear warmup, then cosine to min_lr_ratio * lr, or constant)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-8
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class DeepSpeedConfig:
+    """Engine settings only: learning rate, batch sizes and schedule come from lalm's own config."""
+
+    zero_stage: int = 2
+    offload_optimizer: bool = False
+    overlap_comm: bool = False
+    contiguous_gradients: bool = True
+    reduce_bucket_size: int = 50_000_000
+
+
+@dataclass
+class WandbConfig:
+    mode: str = "offline"  # offline | online | disabled
+    project: str = "lalm"
+    name: str | None = None
+
+
+@dataclass
+class TrainerConfig:
+    """global_batch_size = micro_batch_size x ranks x accumulation steps (must divide exactly)."""
+
+    max_steps: int = 100
+    micro_batch_size: int = 4
+    global_batch_size: int = 8
+    eval_every: int = 50
+    eval_batches: int = 0  # 0: the whole dev manifest
+    log_every: int = 1
+    save_every: int = 0  # 0: only the final export
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
+    seed: int = 0
+    progress_bar: bool = True
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class TrainConfig:
+    stage: Any = MISSING
+    model: Any = MISSING
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    output_dir: str = MISSING
+    init_from: str | None = None
+    experiment: str | None = None
+
+
+def accumulation_steps(trainer: TrainerConfig, world_size: int) -> int:
+    per_step = trainer.micro_batch_size * world_size
+    if trainer.global_batch_size % per_step:
+        raise ValueError(
+            f"trainer.global_batch_size={trainer.global_batch_size} is not a multiple of micro_batch_size "
+            f"({trainer.micro_batch_size}) x ranks ({world_size}) = {per_step}: change one of them"
+        )
+    return trainer.global_batch_size // per_step
+
+
+def _check(condition: bool, message: str, errors: list[str]) -> None:
+    if not condition:
+        errors.append(message)
+
+
+def _check_checkpoint(path: str, errors: list[str]) -> None:
+    if not (Path(path) / "config.json").is_file():
+        errors.append(
+            f"init_from={path!r} is not a model checkpoint (no config.json): run the previous stage first"
+        )
+
+
+def validate(cfg: TrainConfig, world_size: int) -> None:
+    """Every mistake found at once, in one error, before any model is built."""
+    errors: list[str] = []
+    stage = cfg.stage
+    _check(
+        stage.name in STAGE_NAMES, f"unknown stage {stage.name!r}; choose one of {list(STAGE_NAMES)}", errors
+    )
+    if stage.name == "dpo":
+        _check(
+            cfg.init_from is not None,
+            "stage=dpo needs init_from=<sft output>/sft/final (policy and reference)",
+            errors,
+        )
+        _check(
+            stage.loss in ("sigmoid", "ipo", "hinge"),
+            f"stage.loss={stage.loss!r}: use sigmoid|ipo|hinge",
+            errors,
+        )
+        _check(stage.beta > 0, f"stage.beta must be > 0, got {stage.beta}", errors)
+        _check(0 <= stage.label_smoothing < 0.5, "stage.label_smoothing must be in [0, 0.5)", errors)
+    if stage.name == "sft":
+        _check(
+            0 <= stage.chat_weight <= 1,
+            f"stage.chat_weight must be in [0, 1], got {stage.chat_weight}",
+            errors,
+        )
+    if cfg.init_from is not None:
+        _check_checkpoint(cfg.init_from, errors)
+    _check(
+        stage.train_encoder or stage.train_projector or stage.train_llm or stage.lora.enabled,
+        "nothing to train: enable stage.train_encoder, train_projector, train_llm or lora",
+        errors,
+    )
+    _check(
+        not (stage.lora.enabled and cfg.deepspeed.zero_stage == 3),
+        "LoRA export under ZeRO-3 is not supported yet: use deepspeed=zero2",
+        errors,
+    )
+    _check(
+        cfg.deepspeed.zero_stage in (0, 1, 2, 3),
+        f"deepspeed.zero_stage must be 0-3, got {cfg.deepspeed.zero_stage}",
+        errors,
+    )
+    _check(
+        cfg.optim.schedule in ("cosine", "constant"),
+        f"optim.schedule={cfg.optim.schedule!r}: cosine|constant",
+        errors,
+    )
+    _check(cfg.trainer.precision in ("auto", "fp32", "bf16"), "trainer.precision: auto|fp32|bf16", errors)
+    _check(
+        cfg.trainer.wandb.mode in ("offline", "online", "disabled"),
+        "trainer.wandb.mode: offline|online|disabled",
+        errors,
+    )
+    _check(
+        cfg.trainer.max_steps > 0 and cfg.trainer.micro_batch_size > 0,
+        "max_steps and micro_batch_size must be > 0",
+        errors,
+    )
+    try:
+        accumulation_steps(cfg.trainer, world_size)
+    except ValueError as err:
+        errors.append(str(err))
+    for name in ("train_manifest", "dev_manifest"):
+        path = manifest_path(cfg, name)
+        _check(
+            Path(path).is_file(),
+            f"data.{name} {path} does not exist (prepare the data or set data.{name})",
+            errors,
+        )
+    if errors:
+        raise ValueError("invalid training config:\n  - " + "\n  - ".join(errors))
+
+
+def manifest_path(cfg: TrainConfig, name: str) -> str:
+    explicit = getattr(cfg.data, name)
+    split = "train" if name == "train_manifest" else "dev"
+    return explicit or str(Path(cfg.data.dir) / cfg.stage.name / f"{split}.jsonl")

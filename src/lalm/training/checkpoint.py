@@ -1,0 +1,46 @@
+"""DeepSpeed checkpoints during training, and the final Hugging Face export.
+
+<stage>/final/ is what `Qwen2AudioForConditionalGeneration.from_pretrained` and
+`AutoProcessor.from_pretrained` load: safetensors weights (ZeRO-3 shards consolidated, LoRA merged),
+config, processor. It is written to a temporary folder and renamed into place, so a crash never
+leaves a half-written final/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lalm.training.distributed import barrier, is_main
+
+
+def _full_state_dict(engine: Any) -> dict[str, torch.Tensor] | None:
+    """Full weights on rank 0 (None elsewhere). Collective under ZeRO-3: every rank must call it."""
+    if engine.zero_optimization_stage() == 3:
+        return engine._zero3_consolidated_16bit_state_dict()
+    return engine.module.state_dict() if is_main() else None
+
+
+def export_final(engine: Any, processor: Any, final_dir: Path) -> None:
+    """Write the trained model and its processor as a Hugging Face directory (all ranks call this)."""
+    state = _full_state_dict(engine)
+    if is_main():
+        module = engine.module
+        if hasattr(module, "merge_and_unload"):  # LoRA: fold the adapters into the weights
+            module = module.merge_and_unload()
+            state = None if engine.zero_optimization_stage() == 3 else module.state_dict()
+        tmp = final_dir.with_name(final_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        module.save_pretrained(tmp, state_dict=state, safe_serialization=True)
+        processor.save_pretrained(tmp)
+        shutil.rmtree(final_dir, ignore_errors=True)
+        tmp.rename(final_dir)
+    barrier()
+
+
+def save_checkpoint(engine: Any, checkpoint_dir: Path, step: int, client_state: dict[str, Any]) -> None:
+    """Full DeepSpeed state (weights, optimizer, schedule) plus the trainer's own state."""
+    engine.save_checkpoint(str(checkpoint_dir), tag=f"step-{step:07d}", client_state=client_state)

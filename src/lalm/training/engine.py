@@ -1,0 +1,105 @@
+"""DeepSpeed engines: the trained model (with optimizer and schedule) and a frozen reference.
+
+Learning rate, batch sizes, clipping and schedule come from lalm's config and are written into the
+DeepSpeed config here: the `deepspeed` config group holds engine settings only.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import deepspeed
+import torch
+
+from lalm.config.train import DeepSpeedConfig, OptimConfig, TrainerConfig
+from lalm.training.distributed import has_gpu
+from lalm.training.params import parameter_groups
+from lalm.training.schedule import lr_multiplier
+
+
+def use_bf16(precision: str) -> bool:
+    """bf16 on GPUs, fp32 on CPU (CPU bf16 matmuls are slow and gloo reductions gain nothing)."""
+    return precision == "bf16" or (precision == "auto" and has_gpu())
+
+
+def deepspeed_config(
+    ds: DeepSpeedConfig, trainer: TrainerConfig, optim: OptimConfig, accumulation: int
+) -> dict[str, Any]:
+    zero: dict[str, Any] = {
+        "stage": ds.zero_stage,
+        "overlap_comm": ds.overlap_comm,
+        "contiguous_gradients": ds.contiguous_gradients,
+        "reduce_bucket_size": ds.reduce_bucket_size,
+    }
+    if ds.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True  # final/ holds consolidated weights
+    config: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": trainer.micro_batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "gradient_clipping": optim.max_grad_norm,
+        "zero_optimization": zero,
+        "bf16": {"enabled": use_bf16(trainer.precision)},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+    }
+    if ds.offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": has_gpu()}
+        # An offloaded optimizer must be DeepSpeed's CPU Adam, built by DeepSpeed from these values.
+        config["optimizer"] = {
+            "type": "AdamW",
+            "params": {
+                "lr": optim.lr,
+                "betas": list(optim.betas),
+                "eps": optim.eps,
+                "weight_decay": optim.weight_decay,
+            },
+        }
+    return config
+
+
+def _scheduler(
+    optimizer: torch.optim.Optimizer, optim: OptimConfig, max_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    multiplier = lr_multiplier(optim.schedule, optim.warmup_steps, max_steps, optim.min_lr_ratio)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+
+
+def initialize_engine(
+    model: torch.nn.Module,
+    ds: DeepSpeedConfig,
+    trainer: TrainerConfig,
+    optim: OptimConfig,
+    accumulation: int,
+) -> deepspeed.DeepSpeedEngine:
+    """The trained engine: AdamW over the trainable parameters, warmup + cosine/constant schedule."""
+    config = deepspeed_config(ds, trainer, optim, accumulation)
+    optimizer = None
+    if not ds.offload_optimizer:
+        groups = parameter_groups(model.named_parameters(), optim.weight_decay)
+        optimizer = torch.optim.AdamW(
+            groups, lr=optim.lr, betas=(optim.betas[0], optim.betas[1]), eps=optim.eps
+        )
+    engine, *_ = deepspeed.initialize(
+        model=model,
+        model_parameters=[p for p in model.parameters() if p.requires_grad],
+        optimizer=optimizer,
+        lr_scheduler=partial(_scheduler, optim=optim, max_steps=trainer.max_steps),
+        config=config,
+    )
+    return engine
+
+
+def initialize_reference(model: torch.nn.Module, ds: DeepSpeedConfig, trainer: TrainerConfig) -> Any:
+    """A frozen model wrapped by DeepSpeed without an optimizer, sharded like the policy under ZeRO-3
+    (so every rank runs it in lockstep, which is what ZeRO-3's all-gathers need), in eval mode."""
+    model.requires_grad_(False)
+    config = {
+        "train_micro_batch_size_per_gpu": trainer.micro_batch_size,
+        "zero_optimization": {"stage": 3 if ds.zero_stage == 3 else 0},
+        "bf16": {"enabled": use_bf16(trainer.precision)},
+        "steps_per_print": 10**9,
+    }
+    engine, *_ = deepspeed.initialize(model=model, config=config)
+    engine.eval()
+    return engine

@@ -1,0 +1,67 @@
+"""Rank-0 logging: a progress bar, <stage>/metrics.jsonl (one object per optimizer step), wandb."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from lalm.config.train import WandbConfig
+
+
+class MetricsLogger:
+    def __init__(
+        self,
+        run_dir: Path,
+        total_steps: int,
+        start_step: int,
+        wandb_cfg: WandbConfig,
+        config: dict[str, Any],
+        enabled: bool,
+        progress_bar: bool = True,
+    ) -> None:
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self._wandb = None
+        self._bar = None
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if progress_bar:
+            self._bar = tqdm(total=total_steps, initial=start_step, desc=run_dir.name, dynamic_ncols=True)
+        if wandb_cfg.mode != "disabled":
+            import wandb
+
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self._wandb = wandb.init(
+                project=wandb_cfg.project,
+                name=wandb_cfg.name or run_dir.parent.name,
+                mode=wandb_cfg.mode,  # type: ignore[arg-type]  # validated: offline|online|disabled
+                dir=str(run_dir),
+                config=config,
+                reinit="finish_previous",
+            )
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one record ({"step": ..., ...}); train records also advance the bar."""
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self._wandb is not None:
+            self._wandb.log(
+                {k: v for k, v in record.items() if isinstance(v, (int, float))}, step=record["step"]
+            )
+        if self._bar is not None and "lr" in record:
+            self._bar.update(record["step"] - self._bar.n)
+            shown = {k: record[k] for k in ("loss", "lr", "tokens_per_s") if k in record}
+            self._bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()})
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._wandb is not None:
+            self._wandb.finish()
