@@ -11,16 +11,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from lalm.config.store import register_configs
 from lalm.training.build import build_trainer
-from lalm.training.distributed import init_distributed
 
 register_configs()
 
 
 @hydra.main(version_base=None, config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> None:
-    train_cfg = OmegaConf.to_object(cfg)
-    init_distributed()
-    build_trainer(train_cfg).fit()
+    build_trainer(OmegaConf.to_object(cfg)).fit()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# DeepSpeed picks its accelerator at import: CPU everywhere in this suite (tests/gpu opts back in).
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 import pytest
 

@@ -134,6 +134,11 @@ class TrainConfig:
 
 def accumulation_steps(trainer: TrainerConfig, world_size: int) -> int:
     per_step = trainer.micro_batch_size * world_size
+    if per_step <= 0 or trainer.global_batch_size <= 0:
+        raise ValueError(
+            f"trainer.micro_batch_size ({trainer.micro_batch_size}) and global_batch_size "
+            f"({trainer.global_batch_size}) must be > 0"
+        )
     if trainer.global_batch_size % per_step:
         raise ValueError(
             f"trainer.global_batch_size={trainer.global_batch_size} is not a multiple of micro_batch_size "
@@ -161,6 +166,10 @@ def validate(cfg: TrainConfig, world_size: int) -> None:
     _check(
         stage.name in STAGE_NAMES, f"unknown stage {stage.name!r}; choose one of {list(STAGE_NAMES)}", errors
     )
+    schema = {"pretrain": PretrainStageConfig, "sft": SftStageConfig, "dpo": DpoStageConfig}.get(stage.name)
+    if schema is not None and not isinstance(stage, schema):
+        message = f"stage.name={stage.name} but the stage config is {type(stage).__name__}"
+        raise ValueError(f"invalid training config:\n  - {message}: select it with stage={stage.name}")
     if stage.name == "dpo":
         _check(
             cfg.init_from is not None,

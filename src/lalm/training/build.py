@@ -18,7 +18,7 @@ from lalm.models.builders import build_model
 from lalm.stages.base import Stage
 from lalm.stages.dpo import DpoStage
 from lalm.stages.lm import LanguageModelingStage
-from lalm.training.distributed import is_main, world_size
+from lalm.training.distributed import init_distributed, is_main, world_size
 from lalm.training.engine import initialize_engine, initialize_reference
 from lalm.training.logging import MetricsLogger
 from lalm.training.params import prepare_trainable
@@ -55,8 +55,9 @@ def build_stage(cfg: TrainConfig) -> tuple[Stage, Any]:
 
 
 def build_trainer(cfg: TrainConfig) -> Trainer:
-    world = world_size()
+    world = world_size()  # from torchrun's environment; the group is joined after validation
     validate(cfg, world)  # all config mistakes, before any model is allocated
+    init_distributed()
     seed_everything(cfg.trainer.seed)
     run_dir = Path(cfg.output_dir) / cfg.stage.name
     base_model, processor = build_model(model_config(cfg))

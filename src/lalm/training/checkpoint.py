@@ -24,14 +24,28 @@ def _full_state_dict(engine: Any) -> dict[str, torch.Tensor] | None:
     return engine.module.state_dict() if is_main() else None
 
 
+def _merged_lora_state(peft_model: Any) -> dict[str, torch.Tensor]:
+    """Base-model weights with the adapters folded in (W + peft's delta B·A·scale), computed aside so
+    the trained model is left untouched (merge/unmerge in place would drift the base weights)."""
+    base = peft_model.get_base_model()
+    state = {
+        k.replace(".base_layer", ""): v.detach() for k, v in base.state_dict().items() if "lora_" not in k
+    }
+    for name, module in base.named_modules():
+        if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
+            for adapter in module.active_adapters:
+                state[f"{name}.weight"] = state[f"{name}.weight"] + module.get_delta_weight(adapter)
+    return state
+
+
 def export_final(engine: Any, processor: Any, final_dir: Path) -> None:
     """Write the trained model and its processor as a Hugging Face directory (all ranks call this)."""
     state = _full_state_dict(engine)
     if is_main():
         module = engine.module
-        if hasattr(module, "merge_and_unload"):  # LoRA: fold the adapters into the weights
-            module = module.merge_and_unload()
-            state = None if engine.zero_optimization_stage() == 3 else module.state_dict()
+        if hasattr(module, "get_base_model"):  # LoRA (ZeRO-0/1/2 only, see config validation)
+            state = _merged_lora_state(module)
+            module = module.get_base_model()
         tmp = final_dir.with_name(final_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         module.save_pretrained(tmp, state_dict=state, safe_serialization=True)

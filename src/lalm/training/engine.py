@@ -74,15 +74,15 @@ def initialize_engine(
 ) -> deepspeed.DeepSpeedEngine:
     """The trained engine: AdamW over the trainable parameters, warmup + cosine/constant schedule."""
     config = deepspeed_config(ds, trainer, optim, accumulation)
+    groups = parameter_groups(model.named_parameters(), optim.weight_decay)
     optimizer = None
-    if not ds.offload_optimizer:
-        groups = parameter_groups(model.named_parameters(), optim.weight_decay)
+    if not ds.offload_optimizer:  # offloaded: DeepSpeed builds its CPU Adam from `config` over `groups`
         optimizer = torch.optim.AdamW(
             groups, lr=optim.lr, betas=(optim.betas[0], optim.betas[1]), eps=optim.eps
         )
     engine, *_ = deepspeed.initialize(
         model=model,
-        model_parameters=[p for p in model.parameters() if p.requires_grad],
+        model_parameters=groups,
         optimizer=optimizer,
         lr_scheduler=partial(_scheduler, optim=optim, max_steps=trainer.max_steps),
         config=config,

@@ -1,0 +1,88 @@
+"""Each stage for a few steps on the tiny model, chained pretrain -> sft -> dpo as a user would run them."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+from lalm.data.collators import ConversationCollator, model_inputs
+from lalm.data.dataset import ManifestDataset
+from tests.integration.runs import run_stage, snapshot
+
+STAGES = ("pretrain", "sft", "dpo")
+
+
+@pytest.fixture(scope="module")
+def chain(corpus_dir, tmp_path_factory):
+    """pretrain -> sft -> dpo, each from the previous stage's final/ (three runs, one output dir)."""
+    out = tmp_path_factory.mktemp("chain")
+    runs = {"pretrain": run_stage(corpus_dir, out, "pretrain")}
+    runs["sft"] = run_stage(corpus_dir, out, "sft", f"init_from={out}/pretrain/final")
+    runs["dpo"] = run_stage(corpus_dir, out, "dpo", f"init_from={out}/sft/final")
+    return out, runs
+
+
+def _metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_trains_what_it_should(chain, stage):
+    out, runs = chain
+    trainer, before = runs[stage]
+    records = _metrics(out / stage / "metrics.jsonl")
+    train = [r for r in records if "lr" in r]
+    assert [r["step"] for r in train] == [1, 2, 3]
+    assert all(math.isfinite(r["loss"]) and r["tokens"] > 0 for r in train)
+    assert any("eval/loss" in r and math.isfinite(r["eval/loss"]) for r in records)
+    after = snapshot(trainer.engine.module)
+    for name, param in trainer.engine.module.named_parameters():
+        changed = not torch.equal(before[name], after[name])
+        assert changed == param.requires_grad, (
+            f"{stage}: {name} changed={changed} trainable={param.requires_grad}"
+        )
+    trainable = {n.split(".")[1] for n, p in trainer.engine.module.named_parameters() if p.requires_grad}
+    # pretrain and sft train encoder, projector and LLM; the DPO config freezes the encoder.
+    assert ("audio_tower" in trainable) == (stage != "dpo")
+    assert {"multi_modal_projector", "language_model"} <= trainable
+
+
+def test_dpo_starts_at_log2_and_reference_stays_frozen(chain):
+    out, runs = chain
+    trainer, _ = runs["dpo"]
+    first = _metrics(out / "dpo" / "metrics.jsonl")[0]
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert first["rewards/margins"] == pytest.approx(0.0, abs=1e-6)
+    assert {
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "logps/chosen",
+        "logps/rejected",
+    } <= set(first)
+    sft = dict(Qwen2AudioForConditionalGeneration.from_pretrained(out / "sft" / "final").named_parameters())
+    reference = trainer.stage.reference.module
+    for name, param in reference.named_parameters():
+        assert not param.requires_grad
+        assert torch.equal(param.detach(), sft[name].detach()), name
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_final_loads_with_transformers_and_matches(chain, corpus_dir, stage):
+    out, runs = chain
+    trainer, _ = runs[stage]
+    final = out / stage / "final"
+    model = Qwen2AudioForConditionalGeneration.from_pretrained(final).eval()
+    processor = AutoProcessor.from_pretrained(final)
+    dataset = ManifestDataset.from_manifest(str(corpus_dir / "sft" / "dev.jsonl"), "sft")
+    batch = ConversationCollator(processor)([dataset[0], dataset[1]])
+    trained = trainer.engine.module.eval()
+    with torch.no_grad():
+        expected = trained(**model_inputs(batch)).logits
+        loaded = model(**model_inputs(batch)).logits
+    torch.testing.assert_close(loaded, expected, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,179 @@
+"""Seekable sample streams: epochs are permutations, mixtures are pure functions of (seed, k), and
+the rank batches of an optimizer step are the same global samples whatever the world size."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from itertools import islice
+
+import pytest
+
+from lalm.data.sampling import EpochStream, MixtureStream, RankBatches, evaluation_batches
+
+
+def _epoch(stream: EpochStream, epoch: int) -> list[int]:
+    return [stream[epoch * stream.size + i] for i in range(stream.size)]
+
+
+# ---------------------------------------------------------------- EpochStream
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 50])
+def test_every_epoch_is_a_permutation(size):
+    stream = EpochStream(size, seed=3)
+    for epoch in range(4):
+        assert sorted(_epoch(stream, epoch)) == list(range(size))
+
+
+def test_epochs_are_shuffled_differently():
+    stream = EpochStream(50, seed=0)
+    epochs = [_epoch(stream, e) for e in range(4)]
+    assert len({tuple(e) for e in epochs}) == 4
+    assert epochs[0] != list(range(50))  # shuffled, not the identity
+
+
+def test_same_seed_same_stream_and_other_seed_differs():
+    first = [EpochStream(30, seed=5)[k] for k in range(120)]
+    again = [EpochStream(30, seed=5)[k] for k in range(120)]
+    other = [EpochStream(30, seed=6)[k] for k in range(120)]
+    assert first == again
+    assert first != other
+
+
+def test_random_access_equals_sequential_access():
+    size, length = 11, 11 * 9
+    sequential = [EpochStream(size, seed=2)[k] for k in range(length)]
+    order = random.Random(0).sample(range(length), length)  # jumps back and forth between epochs
+    stream = EpochStream(size, seed=2)
+    assert {k: stream[k] for k in order} == dict(enumerate(sequential))
+
+
+def test_empty_dataset_is_refused():
+    with pytest.raises(ValueError, match="empty"):
+        EpochStream(0, seed=0)
+
+
+# ---------------------------------------------------------------- MixtureStream
+
+GROUPS = [list(range(0, 10)), list(range(100, 110))]
+
+
+def test_mixture_is_a_pure_function_of_seed_and_k():
+    ks = [0, 7, 3, 10**6, 1, 10**9 + 7, 42]
+    a = MixtureStream(GROUPS, [0.5, 0.5], seed=4)
+    b = MixtureStream(GROUPS, [0.5, 0.5], seed=4)
+    from_a = {k: a[k] for k in ks}
+    from_b = {k: b[k] for k in reversed(ks)}  # other order, other instance
+    assert from_a == from_b
+    assert [a[k] for k in range(200)] == [b[k] for k in range(200)]
+    other_seed = MixtureStream(GROUPS, [0.5, 0.5], seed=5)
+    assert [a[k] for k in range(200)] != [other_seed[k] for k in range(200)]
+
+
+def test_zero_weight_group_is_never_drawn_and_may_be_empty():
+    stream = MixtureStream([[0, 1, 2], [10, 11], [20]], [0.5, 0.0, 0.5], seed=0)
+    drawn = Counter(stream[k] for k in range(3000))
+    assert set(drawn) == {0, 1, 2, 20}
+    only_first = MixtureStream([[3, 4], []], [1.0, 0.0], seed=0)
+    assert {only_first[k] for k in range(200)} == {3, 4}
+
+
+def test_mixture_follows_the_weights():
+    stream = MixtureStream(GROUPS, [0.8, 0.2], seed=1)
+    draws = [stream[k] for k in range(20_000)]
+    fraction_first = sum(d < 100 for d in draws) / len(draws)
+    assert abs(fraction_first - 0.8) < 0.02
+    # Within a group every example is drawn (uniform choice, so ~1,600 / ~400 draws each).
+    assert set(draws) == set(GROUPS[0]) | set(GROUPS[1])
+
+
+@pytest.mark.parametrize(
+    "groups, weights",
+    [([[0, 1], []], [0.5, 0.5]), ([[0, 1], [2]], [0.0, 0.0]), ([], [])],
+)
+def test_mixture_without_examples_to_draw_is_refused(groups, weights):
+    with pytest.raises(ValueError, match="needs examples"):
+        MixtureStream(groups, weights, seed=0)
+
+
+# ---------------------------------------------------------------- RankBatches
+
+
+def test_start_step_seeks_without_replaying():
+    stream = EpochStream(37, seed=1)
+    full = list(RankBatches(stream, micro_batch=3, accumulation=2, rank=1, world=2, num_steps=10))
+    for start in (1, 4, 9):
+        tail = RankBatches(
+            stream, micro_batch=3, accumulation=2, rank=1, world=2, start_step=start, num_steps=10 - start
+        )
+        assert list(tail) == full[start * 2 :]
+
+
+def _global_step_samples(stream, world: int, accumulation: int, micro: int, steps: int) -> list[list[int]]:
+    """Per optimizer step, every rank's samples in global order (micro-batch, then rank)."""
+    per_rank = [
+        list(RankBatches(stream, micro, accumulation, rank=r, world=world, num_steps=steps))
+        for r in range(world)
+    ]
+    return [
+        [x for a in range(accumulation) for r in range(world) for x in per_rank[r][s * accumulation + a]]
+        for s in range(steps)
+    ]
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [EpochStream(13, seed=2), MixtureStream([list(range(10)), list(range(50, 53))], [0.7, 0.3], seed=2)],
+    ids=["epoch", "mixture"],
+)
+def test_optimizer_step_data_does_not_depend_on_world_size(stream):
+    steps, global_batch = 6, 8
+    layouts = [(1, 4, 2), (2, 2, 2), (4, 1, 2)]  # (world, accumulation, micro): 8 samples per step
+    results = [_global_step_samples(stream, w, a, m, steps) for w, a, m in layouts]
+    expected = [[stream[s * global_batch + i] for i in range(global_batch)] for s in range(steps)]
+    for (world, accumulation, micro), result in zip(layouts, results, strict=True):
+        assert result == expected, f"world={world} accumulation={accumulation} micro={micro}"
+
+
+def test_ranks_of_one_step_get_disjoint_stream_positions():
+    # Within one epoch of a permutation, different positions are different examples.
+    stream = EpochStream(16, seed=0)
+    rank_batches = [next(iter(RankBatches(stream, 4, 1, rank=r, world=4))) for r in range(4)]
+    assert sorted(x for batch in rank_batches for x in batch) == list(range(16))
+
+
+def test_len_counts_micro_batches_and_endless_has_none():
+    stream = EpochStream(5, seed=0)
+    bounded = RankBatches(stream, micro_batch=2, accumulation=3, rank=0, world=2, start_step=7, num_steps=4)
+    assert len(bounded) == 12
+    assert len(list(bounded)) == 12
+    assert all(len(batch) == 2 for batch in bounded)
+    endless = RankBatches(stream, micro_batch=2, accumulation=3, rank=0, world=2)
+    with pytest.raises(TypeError):
+        len(endless)
+    assert len(list(islice(endless, 500))) == 500
+
+
+# ---------------------------------------------------------------- evaluation_batches
+
+
+@pytest.mark.parametrize(
+    "size, micro, world",
+    [(10, 3, 1), (10, 3, 2), (10, 4, 3), (16, 4, 4), (7, 2, 4), (2, 1, 4), (1, 2, 3), (5, 5, 2), (9, 2, 8)],
+)
+def test_evaluation_covers_every_example_once_with_equal_batch_counts(size, micro, world):
+    per_rank = [evaluation_batches(size, micro, rank, world) for rank in range(world)]
+    assert len({len(batches) for batches in per_rank}) == 1, [len(b) for b in per_rank]
+    assert len(per_rank[0]) >= 1
+    pairs = [pair for batches in per_rank for batch in batches for pair in batch]
+    assert all(0 < len(batch) <= micro for batches in per_rank for batch in batches)
+    real = [index for index, is_real in pairs if is_real]
+    assert sorted(real) == list(range(size))  # every example exactly once
+    assert all(0 <= index < size for index, _ in pairs)  # padding repeats a real example
+
+
+def test_evaluation_batches_by_example():
+    # 7 examples, 2 ranks, micro 2: rank 0 gets 0-3, rank 1 gets 4-6 plus one padding entry.
+    assert evaluation_batches(7, 2, 0, 2) == [[(0, True), (1, True)], [(2, True), (3, True)]]
+    assert evaluation_batches(7, 2, 1, 2) == [[(4, True), (5, True)], [(6, True), (6, False)]]
