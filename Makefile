@@ -10,7 +10,7 @@ TORCH_CPU_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps test test-unit lint format clean
+.PHONY: help install system-deps test test-unit test-gpu lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ system-deps: ## install espeak-ng and sox (needed by the synthetic corpus) when 
 		echo "or 'brew install espeak-ng sox' (macOS), then re-run make."; exit 1; \
 	fi
 
-test: install ## run the whole test suite (unit, integration, distributed; gpu tests skip without a GPU)
+test: install ## run the whole suite: unit, integration, distributed (torchrun, 2 gloo ranks); gpu tests skip without a GPU
 	DS_ACCELERATOR=cpu OMP_NUM_THREADS=2 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install ## run the fast unit tests only
@@ -58,3 +58,6 @@ format: install ## ruff format and autofix
 clean: ## remove caches and outputs (keeps .venv)
 	rm -rf .pytest_cache .ruff_cache outputs wandb build src/*.egg-info
 	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
+
+test-gpu: install ## run the GPU tests (needs a CUDA machine)
+	$(PY) -m pytest tests/gpu -m gpu $(PYTEST_ARGS)

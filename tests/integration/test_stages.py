@@ -86,3 +86,25 @@ def test_final_loads_with_transformers_and_matches(chain, corpus_dir, stage):
         expected = trained(**model_inputs(batch)).logits
         loaded = model(**model_inputs(batch)).logits
     torch.testing.assert_close(loaded, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_checkpoints_config_and_wandb_are_written(corpus_dir, tmp_path):
+    run_stage(
+        corpus_dir,
+        tmp_path,
+        "pretrain",
+        "trainer.max_steps=2",
+        "trainer.save_every=1",
+        "trainer.wandb.mode=offline",
+        "trainer.eval_every=0",
+    )
+    stage_dir = tmp_path / "pretrain"
+    assert sorted(p.name for p in (stage_dir / "checkpoints").glob("step-*")) == [
+        "step-0000001",
+        "step-0000002",
+    ]
+    assert list((stage_dir / "checkpoints" / "step-0000002").glob("*optim_states.pt"))
+    config = json.loads((stage_dir / "config.json").read_text())
+    assert config["stage"]["name"] == "pretrain" and config["trainer"]["save_every"] == 1
+    assert list((stage_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len([r for r in _metrics(stage_dir / "metrics.jsonl") if "lr" in r]) == 2
