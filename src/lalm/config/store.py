@@ -19,6 +19,7 @@ from lalm.config.train import (
     TrainConfig,
     TrainerConfig,
 )
+from lalm.eval.runner import EvalConfig
 
 
 @dataclass
@@ -35,6 +36,7 @@ def register_configs() -> None:
     store.store(group="model", name="from_components_schema", node=FromComponentsConfig)
     store.store(group="model", name="pretrained_schema", node=PretrainedModelConfig)
     store.store(name="train_schema", node=TrainConfig)
+    store.store(name="evaluate_schema", node=EvalConfig)
     store.store(group="stage", name="pretrain_stage_schema", node=PretrainStageConfig)
     store.store(group="stage", name="sft_stage_schema", node=SftStageConfig)
     store.store(group="stage", name="dpo_stage_schema", node=DpoStageConfig)

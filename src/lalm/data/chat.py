@@ -41,11 +41,13 @@ def render_chatml(
     messages: Sequence[Message],
     audio_tokens: Sequence[int],
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+    add_generation_prompt: bool = False,
 ) -> tuple[str, list[tuple[int, int]]]:
     """Render `messages` (items {"type": "audio"|"text", ...}) to ChatML.
 
     audio_tokens[k] is the number of <|AUDIO|> tokens for the k-th audio item in the conversation.
-    Returns (text, supervised character spans [start, end)). `system_prompt=None` adds no system turn.
+    Returns (text, supervised character spans [start, end)). `system_prompt=None` adds no system turn;
+    `add_generation_prompt` appends "<|im_start|>assistant\n" for the model to continue.
     """
     parts: list[str] = []
     spans: list[tuple[int, int]] = []
@@ -72,6 +74,8 @@ def render_chatml(
         if message["role"] == "assistant":
             spans.append((start, length))
         emit("\n")
+    if add_generation_prompt:
+        emit(f"{IM_START}assistant\n")
     if audio_index != len(audio_tokens):
         raise ValueError(f"{audio_index} audio items in the messages but {len(audio_tokens)} token counts")
     return "".join(parts), spans

@@ -79,8 +79,10 @@ class _BaseCollator:
         hop = self.feature_extractor.hop_length
         return [audio_token_count(mel_frame_count(len(clip), hop)) for clip in clips]
 
-    def _row(self, messages: Sequence[dict[str, Any]], counts: Sequence[int]) -> _Row | None:
-        text, spans = render_chatml(messages, counts, self.config.system_prompt)
+    def _row(
+        self, messages: Sequence[dict[str, Any]], counts: Sequence[int], generation: bool = False
+    ) -> _Row | None:
+        text, spans = render_chatml(messages, counts, self.config.system_prompt, generation)
         encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = encoded["input_ids"]
         if len(ids) > self.config.max_length:
@@ -104,7 +106,8 @@ class _BaseCollator:
             "feature_attention_mask": out["attention_mask"].long(),
         }
 
-    def _pad(self, rows: Sequence[_Row]) -> dict[str, torch.Tensor]:
+    def _pad(self, rows: Sequence[_Row], left: bool = False) -> dict[str, torch.Tensor]:
+        """Right padding for training; left padding for generation (new tokens follow the prompt)."""
         longest = max((len(r.input_ids) for r in rows), default=0)
         multiple = self.config.pad_to_multiple_of
         longest = -(-longest // multiple) * multiple
@@ -113,9 +116,10 @@ class _BaseCollator:
         attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
         for i, row in enumerate(rows):
             n = len(row.input_ids)
-            input_ids[i, :n] = torch.tensor(row.input_ids)
-            labels[i, :n] = torch.tensor(row.labels)
-            attention_mask[i, :n] = 1
+            span = slice(longest - n, longest) if left else slice(0, n)
+            input_ids[i, span] = torch.tensor(row.input_ids)
+            labels[i, span] = torch.tensor(row.labels)
+            attention_mask[i, span] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
     @staticmethod
@@ -189,6 +193,33 @@ class PreferenceCollator(_BaseCollator):
         batch["audio_clip_index"] = torch.tensor(flat + flat, dtype=torch.long)
         batch.update(num_pairs=len(ids), ids=ids, dropped=dropped)
         batch["example_weights"] = torch.tensor(weights, dtype=torch.float32)
+        return batch
+
+
+class GenerationCollator(_BaseCollator):
+    """Prompts for generation: each example's messages end with a user turn; the assistant header is
+    appended and rows are left-padded. Same output keys as ConversationCollator (labels all -100)."""
+
+    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
+        rows: list[_Row] = []
+        clips: list[np.ndarray] = []
+        ids: list[str] = []
+        dropped: list[dict[str, str]] = []
+        for example in examples:
+            example_clips = _clips(example["messages"])
+            counts = self._token_counts(example_clips)
+            row = None if counts is None else self._row(example["messages"], counts, generation=True)
+            if row is None:
+                reason = "audio_longer_than_window" if counts is None else "longer_than_max_length"
+                dropped.append(self._dropped(example, reason))
+                continue
+            rows.append(row)
+            clips.extend(example_clips)
+            ids.append(str(example["id"]))
+        batch: dict[str, Any] = self._pad(rows, left=True)
+        batch.update(self._features(clips))
+        batch["audio_clip_index"] = torch.arange(len(clips), dtype=torch.long)
+        batch.update(ids=ids, dropped=dropped)
         return batch
 
 

@@ -1,0 +1,183 @@
+"""Evaluate a checkpoint on eval manifests: generate, score, write metrics.json, metrics.md and
+predictions.jsonl. Manifest kinds: pretrain format (task + audio + reference) -> generation metrics;
+sft format -> chat responses (exact match, optional judge); dpo format -> preference accuracy/margin."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lalm.config.model import PretrainedModelConfig
+from lalm.data.collators import CollatorConfig, PreferenceCollator, model_inputs
+from lalm.data.dataset import ManifestDataset
+from lalm.data.sampling import evaluation_batches
+from lalm.errors import ManifestError
+from lalm.eval.generation import GenerationConfig, gather_dicts, generate_all
+from lalm.eval.judge import JudgeConfig, judge_chat
+from lalm.eval.metrics import preference_summary
+from lalm.eval.scoring import score_generations
+from lalm.losses.token import sequence_logps
+from lalm.models.builders import build_pretrained
+from lalm.training.distributed import device, is_main, rank, world_size
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: str = "???"
+    manifests: list[str] = field(default_factory=list)
+    output_dir: str = "???"
+    batch_size: int = 8
+    max_examples: int = 0  # per manifest; 0 = all
+    prompt_seed: int = 0
+    reference: str | None = None  # DPO reference for implicit rewards (the SFT model)
+    beta: float = 0.1
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+
+def manifest_kind(path: str) -> str:
+    """pretrain | sft | dpo, from the first record's fields."""
+    with open(path, encoding="utf-8") as handle:
+        first = next((line for line in handle if line.strip()), None)
+    if first is None:
+        raise ManifestError(path, 0, "manifest holds no examples")
+    record = json.loads(first)
+    return "dpo" if "chosen" in record else "sft" if "messages" in record else "pretrain"
+
+
+class _Prompts:
+    """Examples for generation: the conversation up to its last user turn (audio decoded lazily)."""
+
+    def __init__(self, dataset: ManifestDataset, count: int) -> None:
+        self.dataset, self.count = dataset, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        example = self.dataset[index]
+        messages = example["messages"]
+        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        return {"id": example["id"], "messages": messages[: last_user + 1]}
+
+
+def _meta(record: dict[str, Any], kind: str) -> dict[str, Any]:
+    if kind == "pretrain":
+        target = record["prompt_language"] if record["task"] == "caption" else record["target_language"]
+        return {
+            "task": record["task"],
+            "language": record["language"],
+            "target_language": target,
+            "reference": record["text"],
+        }
+    answers = [m for m in record["messages"] if m["role"] == "assistant"]
+    return {
+        "task": "chat",
+        "mode": record["mode"],
+        "language": None,
+        "target_language": None,
+        "reference": "".join(item["text"] for item in answers[-1]["content"]),
+    }
+
+
+def evaluate_generation(
+    model: Any, processor: Any, path: str, kind: str, cfg: EvalConfig
+) -> list[dict[str, Any]]:
+    dataset = ManifestDataset.from_manifest(path, kind, cfg.prompt_seed)
+    count = min(len(dataset), cfg.max_examples) if cfg.max_examples else len(dataset)
+    predictions = generate_all(model, processor, _Prompts(dataset, count), cfg.batch_size, cfg.generation)
+    items = []
+    for index in range(count):
+        record = dataset.records[index]
+        items.append(
+            {
+                "id": record["id"],
+                "manifest": path,
+                **_meta(record, kind),
+                "prediction": predictions[record["id"]],
+            }
+        )
+    return items
+
+
+@torch.no_grad()
+def evaluate_preference(
+    model: Any, reference: Any, processor: Any, path: str, cfg: EvalConfig
+) -> dict[str, float]:
+    """Implicit rewards beta * log(pi/pi_ref) of chosen vs rejected on held-out pairs (needs a reference);
+    without one, only the reference-free share of pairs where log pi(chosen) > log pi(rejected)."""
+    dataset = ManifestDataset.from_manifest(path, "dpo", cfg.prompt_seed)
+    count = min(len(dataset), cfg.max_examples) if cfg.max_examples else len(dataset)
+    collator = PreferenceCollator(processor, CollatorConfig(max_length=4096))
+    local: dict[str, tuple[float, float, float, float]] = {}
+    for pairs in evaluation_batches(count, cfg.batch_size, rank(), world_size()):
+        real = [dataset[i] for i, is_real in pairs if is_real]
+        if not real:
+            continue
+        batch = collator(real)
+        n = batch["num_pairs"]
+        inputs = {k: v.to(device()) for k, v in model_inputs(batch).items()}
+        policy = sequence_logps(model(**inputs).logits, batch["labels"].to(device()))[0]
+        ref = (
+            sequence_logps(reference(**inputs).logits, batch["labels"].to(device()))[0]
+            if reference
+            else policy * 0
+        )
+        for j, example_id in enumerate(batch["ids"]):
+            local[example_id] = (float(policy[j]), float(policy[n + j]), float(ref[j]), float(ref[n + j]))
+    values = list(gather_dicts(local).values())
+    metrics = {
+        "preference/logp_accuracy": sum(c > r for c, r, _, _ in values) / max(len(values), 1),
+        "preference/n": len(values),
+    }
+    if reference is not None:
+        summary = preference_summary(
+            [cfg.beta * (c - rc) for c, _, rc, _ in values], [cfg.beta * (r - rr) for _, r, _, rr in values]
+        )
+        metrics.update({"preference/accuracy": summary["accuracy"], "preference/margin": summary["margin"]})
+    return metrics
+
+
+def _load(path: str) -> tuple[Any, Any]:
+    model, processor = build_pretrained(PretrainedModelConfig(path=path))
+    return model.to(device()).eval(), processor
+
+
+def run_evaluation(cfg: EvalConfig) -> dict[str, float]:
+    """Evaluate cfg.checkpoint on every manifest; rank 0 writes the outputs. Returns the metrics."""
+    if not cfg.manifests:
+        raise ValueError("no eval manifests given: set manifests=[...]")
+    kinds = {path: manifest_kind(path) for path in cfg.manifests}
+    model, processor = _load(cfg.checkpoint)
+    reference = _load(cfg.reference)[0] if cfg.reference and "dpo" in kinds.values() else None
+    metrics: dict[str, float] = {}
+    items: list[dict[str, Any]] = []
+    for path, kind in kinds.items():
+        if kind == "dpo":
+            metrics.update(evaluate_preference(model, reference, processor, path, cfg))
+        else:
+            items += evaluate_generation(model, processor, path, kind, cfg)
+    metrics.update(score_generations(items))
+    chat = [item for item in items if item["task"] == "chat"]
+    if chat and is_main():
+        metrics.update(judge_chat(chat, cfg.judge))
+    if is_main():
+        write_outputs(Path(cfg.output_dir), metrics, items, cfg)
+    return metrics
+
+
+def write_outputs(out: Path, metrics: dict[str, float], items: list[dict[str, Any]], cfg: EvalConfig) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(
+        json.dumps({"checkpoint": cfg.checkpoint, "metrics": metrics}, indent=2) + "\n"
+    )
+    rows = [f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items())]
+    table = "\n".join(["| metric | value |", "|---|---|", *rows])
+    (out / "metrics.md").write_text(f"# Evaluation of `{cfg.checkpoint}`\n\n{table}\n")
+    with (out / "predictions.jsonl").open("w", encoding="utf-8") as handle:
+        for item in items:
+            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
