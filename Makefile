@@ -10,7 +10,7 @@ TORCH_CPU_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps test test-unit test-gpu lint format clean
+.PHONY: help install system-deps demo test test-unit test-gpu lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ system-deps: ## install espeak-ng and sox (needed by the synthetic corpus) when 
 		echo "missing:$$missing. Install them, e.g. 'sudo apt-get install -y espeak-ng sox libsndfile1' (Debian/Ubuntu)"; \
 		echo "or 'brew install espeak-ng sox' (macOS), then re-run make."; exit 1; \
 	fi
+
+demo: install ## the main job: data -> pretrain -> SFT -> DPO on CPU (torchrun, 2 ranks) -> evaluation -> outputs/demo/REPORT.md
+	$(PY) scripts/demo.py --output outputs/demo
 
 test: install ## run the whole suite: unit, integration, distributed (torchrun, 2 gloo ranks); gpu tests skip without a GPU
 	DS_ACCELERATOR=cpu OMP_NUM_THREADS=2 $(PY) -m pytest $(PYTEST_ARGS)

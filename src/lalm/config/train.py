@@ -37,7 +37,11 @@ class StageConfig:
 
 @dataclass
 class PretrainStageConfig(StageConfig):
+    """ctc_weight > 0 adds an auxiliary CTC loss on the encoder output for ASR examples (training
+    only, dropped at export): it makes a model trained from scratch listen sooner (lalm.stages.ctc)."""
+
     name: str = "pretrain"
+    ctc_weight: float = 0.0
 
 
 @dataclass

@@ -135,6 +135,7 @@ class ConversationCollator(_BaseCollator):
         clips: list[np.ndarray] = []
         ids: list[str] = []
         weights: list[float] = []
+        tasks: list[str | None] = []
         dropped: list[dict[str, str]] = []
         for example in examples:
             example_clips = _clips(example["messages"])
@@ -150,10 +151,12 @@ class ConversationCollator(_BaseCollator):
             clips.extend(example_clips)
             ids.append(str(example["id"]))
             weights.append(float(example.get("weight", 1.0)))
+            tasks.append(example.get("task"))
         batch: dict[str, Any] = self._pad(rows)
         batch.update(self._features(clips))
         batch["audio_clip_index"] = torch.arange(len(clips), dtype=torch.long)
         batch.update(ids=ids, dropped=dropped, example_weights=torch.tensor(weights, dtype=torch.float32))
+        batch["tasks"] = tasks
         return batch
 
 

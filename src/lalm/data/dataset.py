@@ -85,4 +85,6 @@ class ManifestDataset(torch.utils.data.Dataset):
         example["messages"] = _decode_messages(messages, source, self.sample_rate)
         if self.stage == "sft":
             example["mode"] = record["mode"]
+        if self.stage == "pretrain":
+            example["task"] = record["task"]
         return example

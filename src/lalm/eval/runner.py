@@ -144,7 +144,8 @@ def evaluate_preference(
 
 def _load(path: str) -> tuple[Any, Any]:
     model, processor = build_pretrained(PretrainedModelConfig(path=path))
-    return model.to(device()).eval(), processor
+    model.to(device())  # type: ignore[arg-type]  # transformers types .to() narrowly
+    return model.eval(), processor
 
 
 def run_evaluation(cfg: EvalConfig) -> dict[str, float]:

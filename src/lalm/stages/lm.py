@@ -8,18 +8,32 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from lalm.data.collators import CollatorConfig, ConversationCollator
 from lalm.data.sampling import EpochStream, MixtureStream
 from lalm.losses.token import lm_loss_sum
 from lalm.stages.base import Batch, StepOutput, logits_of, masked_labels
+from lalm.stages.ctc import HEAD_NAME, ctc_loss_sum, ctc_targets, find_module
 
 
 class LanguageModelingStage:
     unit = "supervised_tokens"
 
-    def __init__(self, name: str, chat_weight: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        chat_weight: float | None = None,
+        ctc_weight: float = 0.0,
+        special_ids: tuple[int, ...] = (),
+    ) -> None:
         self.name = name
         self.chat_weight = chat_weight
+        self.ctc_weight = ctc_weight
+        self.special_ids = set(
+            special_ids
+        )  # blank = the first (<|endoftext|>); all are kept out of CTC targets
+        self.blank = special_ids[0] if special_ids else 0
 
     def collator(self, processor: Any, max_length: int) -> ConversationCollator:
         return ConversationCollator(processor, CollatorConfig(max_length=max_length))
@@ -36,5 +50,38 @@ class LanguageModelingStage:
 
     def forward(self, engine: Any, batch: Batch) -> StepOutput:
         labels = masked_labels(batch)
-        loss_sum, tokens = lm_loss_sum(logits_of(engine, batch), labels)
-        return StepOutput(loss=loss_sum, units=float(tokens))
+        if not self.ctc_weight or "input_features" not in batch:
+            loss_sum, tokens = lm_loss_sum(logits_of(engine, batch), labels)
+            return StepOutput(loss=loss_sum, units=float(tokens))
+        logits, ctc_logits = self._forward_with_ctc(engine, batch)
+        loss_sum, tokens = lm_loss_sum(logits, labels)
+        masked = {
+            **batch,
+            "tasks": [
+                t if w > 0 else None for t, w in zip(batch["tasks"], batch["example_weights"], strict=True)
+            ],
+        }
+        encoder: Any = find_module(engine.module, "audio_tower")
+        lengths = encoder._get_feat_extract_output_lengths(batch["feature_attention_mask"].sum(-1))[1]
+        ctc = ctc_loss_sum(ctc_logits, lengths, ctc_targets(masked, self.special_ids), self.blank)
+        total = loss_sum + self.ctc_weight * ctc
+        metrics = {"ctc": float(ctc.detach()), "lm_loss": float(loss_sum.detach())}
+        return StepOutput(loss=total, units=float(tokens), metrics=metrics)
+
+    def _forward_with_ctc(self, engine: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits, and the CTC head applied to the encoder output inside the same forward pass (a hook on
+        the projector), so ZeRO-3 gathers the head's weights like any other module's."""
+        if len(batch["audio_clip_index"]) != len(batch["ids"]):
+            raise ValueError("the CTC loss needs exactly one clip per example (pretraining records)")
+        head: Any = find_module(engine.module, HEAD_NAME)
+        captured: dict[str, torch.Tensor] = {}
+
+        def hook(module: Any, args: tuple[torch.Tensor, ...], output: Any) -> None:
+            captured["ctc"] = head(args[0])
+
+        handle = find_module(engine.module, "multi_modal_projector").register_forward_hook(hook)
+        try:
+            logits = logits_of(engine, batch)
+        finally:
+            handle.remove()
+        return logits, captured["ctc"]

@@ -15,7 +15,9 @@ from lalm.config.model import PretrainedModelConfig, TinyModelConfig
 from lalm.config.train import STAGE_NAMES, TrainConfig, accumulation_steps, manifest_path, validate
 from lalm.data.dataset import ManifestDataset
 from lalm.models.builders import build_model
+from lalm.models.tokenizer import SPECIAL_TOKENS
 from lalm.stages.base import Stage
+from lalm.stages.ctc import attach_ctc_head
 from lalm.stages.dpo import DpoStage
 from lalm.stages.lm import LanguageModelingStage
 from lalm.training.distributed import init_distributed, is_main, world_size
@@ -42,7 +44,7 @@ def model_config(cfg: TrainConfig) -> Any:
     return cfg.model
 
 
-def build_stage(cfg: TrainConfig) -> tuple[Stage, Any]:
+def build_stage(cfg: TrainConfig, special_ids: tuple[int, ...] = ()) -> tuple[Stage, Any]:
     """The stage plug-in, and for DPO without LoRA the frozen reference model (not yet wrapped)."""
     if cfg.stage.name == "dpo":
         assert cfg.init_from is not None  # validate() guarantees it
@@ -51,7 +53,8 @@ def build_stage(cfg: TrainConfig) -> tuple[Stage, Any]:
             reference = build_model(PretrainedModelConfig(path=cfg.init_from))[0]
         return DpoStage(cfg.stage, None), reference
     chat_weight = cfg.stage.chat_weight if cfg.stage.name == "sft" else None
-    return LanguageModelingStage(cfg.stage.name, chat_weight), None
+    ctc_weight = cfg.stage.ctc_weight if cfg.stage.name == "pretrain" else 0.0
+    return LanguageModelingStage(cfg.stage.name, chat_weight, ctc_weight, special_ids), None
 
 
 def build_trainer(cfg: TrainConfig) -> Trainer:
@@ -61,7 +64,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     seed_everything(cfg.trainer.seed)
     run_dir = Path(cfg.output_dir) / cfg.stage.name
     base_model, processor = build_model(model_config(cfg))
-    stage, reference = build_stage(cfg)
+    special = tuple(processor.tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS)))
+    stage, reference = build_stage(cfg, special)
+    if getattr(cfg.stage, "ctc_weight", 0.0) > 0:
+        attach_ctc_head(base_model, cfg.trainer.seed)
     model = prepare_trainable(base_model, cfg.stage)
     accumulation = accumulation_steps(cfg.trainer, world)
     engine = initialize_engine(model, cfg.deepspeed, cfg.trainer, cfg.optim, accumulation)

@@ -14,14 +14,18 @@ from typing import Any
 
 import torch
 
+from lalm.stages.ctc import HEAD_NAME
 from lalm.training.distributed import barrier, is_main
 
 
 def _full_state_dict(engine: Any) -> dict[str, torch.Tensor] | None:
-    """Full weights on rank 0 (None elsewhere). Collective under ZeRO-3: every rank must call it."""
+    """Full weights on rank 0 (None elsewhere), training-only heads left out. Collective under ZeRO-3:
+    every rank must call it."""
     if engine.zero_optimization_stage() == 3:
-        return engine._zero3_consolidated_16bit_state_dict()
-    return engine.module.state_dict() if is_main() else None
+        state = engine._zero3_consolidated_16bit_state_dict()
+    else:
+        state = engine.module.state_dict() if is_main() else None
+    return None if state is None else {k: v for k, v in state.items() if HEAD_NAME not in k}
 
 
 def _merged_lora_state(peft_model: Any) -> dict[str, torch.Tensor]:

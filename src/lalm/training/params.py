@@ -13,7 +13,7 @@ from lalm.config.train import StageConfig
 # Parameter-name fragments of each part of Qwen2AudioForConditionalGeneration (also under peft's
 # "base_model.model." prefix, hence substring matching).
 PARTS = {
-    "encoder": ("model.audio_tower.",),
+    "encoder": ("model.audio_tower.", "lalm_ctc_head."),  # the auxiliary CTC head trains with the encoder
     "projector": ("model.multi_modal_projector.",),
     "llm": ("model.language_model.", "lm_head."),
 }
