@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
 from lalm.data.collators import ConversationCollator, model_inputs
@@ -108,3 +109,17 @@ def test_checkpoints_config_and_wandb_are_written(corpus_dir, tmp_path):
     assert config["stage"]["name"] == "pretrain" and config["trainer"]["save_every"] == 1
     assert list((stage_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len([r for r in _metrics(stage_dir / "metrics.jsonl") if "lr" in r]) == 2
+
+
+def test_pretrain_with_auxiliary_ctc(corpus_dir, tmp_path):
+    trainer, before = run_stage(
+        corpus_dir, tmp_path, "pretrain", "stage.ctc_weight=0.5", "trainer.eval_every=0"
+    )
+    records = _metrics(tmp_path / "pretrain" / "metrics.jsonl")
+    assert all(r["ctc"] > 0 and math.isfinite(r["ctc"]) for r in records)
+    assert all(r["loss"] == pytest.approx(r["lm_loss"] + 0.5 * r["ctc"], rel=1e-5) for r in records)
+    head = "lalm_ctc_head.weight"
+    assert not torch.equal(before[head], dict(trainer.engine.module.named_parameters())[head])
+    with safe_open(str(tmp_path / "pretrain" / "final" / "model.safetensors"), "pt") as weights:
+        assert not any("ctc" in key for key in weights.keys())  # noqa: SIM118
+    Qwen2AudioForConditionalGeneration.from_pretrained(tmp_path / "pretrain" / "final")

@@ -179,3 +179,31 @@ def test_dpo_rows_share_one_copy_of_each_clip(corpus_dir, processor, tiny):
     with torch.no_grad():
         logits = model(**inputs).logits
     assert torch.isfinite(logits).all() and logits.shape[:2] == batch["input_ids"].shape
+
+
+def test_generation_rows_are_left_padded_prompts_ending_with_the_assistant_header(processor):
+    from lalm.data.collators import GenerationCollator
+
+    short = {
+        "id": "s",
+        "messages": [{"role": "user", "content": [{"type": "audio", "waveform": _wave(0.5)}]}],
+    }
+    long = {
+        "id": "l",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "audio", "waveform": _wave(1.5)},
+                    {"type": "text", "text": "What is said in this recording?"},
+                ],
+            }
+        ],
+    }
+    batch = GenerationCollator(processor)([short, long])
+    mask = batch["attention_mask"]
+    assert mask[0, 0] == 0 and mask[0, -1] == 1 and mask[1].all()  # left padding on the shorter row
+    header = processor.tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    for row in range(2):
+        assert batch["input_ids"][row, -len(header) :].tolist() == header
+    assert (batch["labels"] == IGNORE_INDEX).all() and batch["input_features"].shape[0] == 2

@@ -1,0 +1,110 @@
+"""scripts/evaluate.py end to end on the tiny model, the optional judge, and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from lalm.errors import ManifestError
+from lalm.eval.judge import JudgeConfig, judge_chat
+from lalm.eval.runner import EvalConfig, run_evaluation
+from lalm.models.builders import build_tiny
+from tests.conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(corpus_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_ckpt")
+    model, processor = build_tiny(tiny_config(corpus_dir))
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+def test_script_writes_metrics_table_and_predictions(corpus_dir, checkpoint, tmp_path):
+    manifests = f"[{corpus_dir}/pretrain/test.jsonl,{corpus_dir}/sft/test.jsonl,{corpus_dir}/dpo/test.jsonl]"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "evaluate.py"),
+            f"checkpoint={checkpoint}",
+            f"manifests={manifests}",
+            f"output_dir={tmp_path}",
+            f"reference={checkpoint}",
+            "max_examples=12",
+            "generation.max_new_tokens=8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={"DS_ACCELERATOR": "cpu", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "chat judge skipped" in result.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert metrics["preference/n"] == 12
+    # The policy is its own reference: every reward is 0, so no pair is preferred and the margin is 0.
+    assert metrics["preference/accuracy"] == 0.0 and metrics["preference/margin"] == 0.0
+    assert metrics["chat/n"] == 12 and 0.0 <= metrics["chat/exact_match"] <= 1.0
+    asr = [k for k in metrics if k.startswith("asr/") and k.endswith(("/wer", "/cer"))]
+    assert asr and all(metrics[k] >= 0.0 for k in asr)
+    predictions = (tmp_path / "predictions.jsonl").read_text().splitlines()
+    assert len(predictions) == 24  # 12 pretrain-format + 12 chat
+    assert "| metric | value |" in (tmp_path / "metrics.md").read_text()
+
+
+def test_unknown_task_empty_manifest_and_missing_processor(corpus_dir, checkpoint, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    good = json.loads((corpus_dir / "pretrain" / "test.jsonl").read_text().splitlines()[0])
+    good["audio"]["path"] = str((corpus_dir / "pretrain" / good["audio"]["path"]).resolve())
+    bad.write_text(json.dumps(good) + "\n" + json.dumps({**good, "task": "karaoke"}) + "\n")
+    with pytest.raises(ManifestError, match=r"bad.jsonl:2: unknown task 'karaoke'"):
+        run_evaluation(EvalConfig(checkpoint=str(checkpoint), manifests=[str(bad)], output_dir=str(tmp_path)))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(ManifestError, match="no examples"):
+        run_evaluation(
+            EvalConfig(checkpoint=str(checkpoint), manifests=[str(empty)], output_dir=str(tmp_path))
+        )
+    no_processor = tmp_path / "model_only"
+    build_tiny(tiny_config(corpus_dir))[0].save_pretrained(no_processor)
+    with pytest.raises(FileNotFoundError, match="processor"):
+        run_evaluation(
+            EvalConfig(checkpoint=str(no_processor), manifests=[str(bad)], output_dir=str(tmp_path))
+        )
+
+
+def test_judge_uses_an_openai_compatible_endpoint():
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = json.dumps({"choices": [{"message": {"content": "Score: 7"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    items = [{"id": "c1", "reference": "Seven.", "prediction": "It is seven."}]
+    scores = judge_chat(
+        items, JudgeConfig(endpoint=f"http://127.0.0.1:{server.server_port}/v1", model="judge")
+    )
+    server.server_close()
+    assert scores == {"chat/judge_score": 7.0, "chat/judged": 1}
+    assert seen[0]["model"] == "judge" and "It is seven." in seen[0]["messages"][0]["content"]
+    assert judge_chat(items, JudgeConfig()) == {}

@@ -1,0 +1,31 @@
+"""The demo report's table and target checks, on made-up metrics."""
+
+from __future__ import annotations
+
+from scripts.demo_report import metric_table, targets, write_report
+
+METRICS = {
+    "init": {"asr/en/wer": 1.0, "lid/accuracy": 0.1},
+    "pretrain": {"asr/en/wer": 0.25, "asr/zh/cer": 0.4},
+    "sft": {"asr/en/wer": 0.2, "lid/accuracy": 0.85, "preference/accuracy": 0.0, "preference/margin": 0.0},
+    "dpo": {"asr/en/wer": 0.27, "lid/accuracy": 0.8, "preference/accuracy": 0.95, "preference/margin": 0.4},
+}
+
+
+def test_table_has_a_row_per_model_and_marks_missing_values():
+    table = metric_table(METRICS).splitlines()
+    assert table[2].startswith("| random init | 100.0% | n/a | 10.0% |")
+    assert table[5] == "| dpo | 27.0% | n/a | 80.0% | n/a | 0.95 | +0.400 |"
+
+
+def test_targets_report_measured_values_and_misses():
+    checks = targets(METRICS)
+    assert [ok for _, _, ok in checks] == [True, True, True, False]  # DPO lost 7 WER points
+    assert checks[3][1] == "27.0% vs 20.0%"
+
+
+def test_report_is_written_without_plots_when_there_are_no_runs(tmp_path):
+    write_report(tmp_path, METRICS, ["python scripts/train.py stage=sft"], {"sft": 12.0}, 60.0)
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "| DPO loses at most 5 WER points against SFT | 27.0% vs 20.0% | **no** |" in text
+    assert "python scripts/train.py stage=sft" in text
