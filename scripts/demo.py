@@ -24,23 +24,45 @@ TORCHRUN = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node
 
 # One place for the demo's choices. Window 4 s: the corpus keeps clips <= 4 s, and the encoder's cost
 # grows with the window, not with the clip.
-COMMON = ["experiment=synthetic_tiny", "deepspeed=zero2", "model.window_seconds=4", "trainer.progress_bar=false",
-          "trainer.wandb.mode=offline", "trainer.eval_batches=8"]
+COMMON = [
+    "experiment=synthetic_tiny",
+    "deepspeed=zero2",
+    "model.window_seconds=4",
+    "trainer.progress_bar=false",
+    "trainer.wandb.mode=offline",
+    "trainer.eval_batches=8",
+]
 FULL = {
     "size": "1.0",
-    "pretrain": ["trainer.max_steps=700", "trainer.eval_every=100", "optim.lr=1.5e-3", "optim.warmup_steps=60",
-                 "stage.ctc_weight=0.5"],
+    "pretrain": [
+        "trainer.max_steps=700",
+        "trainer.eval_every=100",
+        "optim.lr=1.5e-3",
+        "optim.warmup_steps=60",
+        "stage.ctc_weight=0.5",
+    ],
     "sft": ["trainer.max_steps=220", "trainer.eval_every=110", "optim.lr=1e-3", "optim.warmup_steps=20"],
-    "dpo": ["trainer.max_steps=80", "trainer.eval_every=40", "optim.lr=2e-4", "optim.warmup_steps=5",
-            "stage.beta=0.1", "trainer.micro_batch_size=4", "trainer.global_batch_size=8"],
+    "dpo": [
+        "trainer.max_steps=80",
+        "trainer.eval_every=40",
+        "optim.lr=2e-4",
+        "optim.warmup_steps=5",
+        "stage.beta=0.1",
+        "trainer.micro_batch_size=4",
+        "trainer.global_batch_size=8",
+    ],
     "eval_examples": "0",
 }
 QUICK = {
     "size": "0.1",
     "pretrain": ["trainer.max_steps=6", "trainer.eval_every=3"],
     "sft": ["trainer.max_steps=4", "trainer.eval_every=2"],
-    "dpo": ["trainer.max_steps=4", "trainer.eval_every=2", "trainer.micro_batch_size=2",
-            "trainer.global_batch_size=4"],
+    "dpo": [
+        "trainer.max_steps=4",
+        "trainer.eval_every=2",
+        "trainer.micro_batch_size=2",
+        "trainer.global_batch_size=4",
+    ],
     "eval_examples": "24",
 }
 ROWS = ("init", "pretrain", "sft", "dpo")
@@ -81,15 +103,36 @@ def train_and_evaluate(runner: Runner, plan: dict, data: Path) -> dict[str, Path
         save_initial_model(data, out / "init")
     previous = out / "init"
     for stage in ("pretrain", "sft", "dpo"):
-        runner.run(stage, [*TORCHRUN, "scripts/train.py", f"stage={stage}", f"data.dir={data}",
-                           f"output_dir={out / 'runs'}", f"init_from={previous}", *COMMON, *plan[stage]])
+        runner.run(
+            stage,
+            [
+                *TORCHRUN,
+                "scripts/train.py",
+                f"stage={stage}",
+                f"data.dir={data}",
+                f"output_dir={out / 'runs'}",
+                f"init_from={previous}",
+                *COMMON,
+                *plan[stage],
+            ],
+        )
         previous = checkpoints[stage] = out / "runs" / stage / "final"
     manifests = f"[{data / 'pretrain' / 'test.jsonl'},{data / 'dpo' / 'test.jsonl'}]"
     for row, checkpoint in checkpoints.items():
-        runner.run(f"eval-{row}", [*TORCHRUN, "scripts/evaluate.py", f"checkpoint={checkpoint}",
-                                   f"manifests={manifests}", f"output_dir={out / 'eval' / row}",
-                                   f"reference={checkpoints['sft']}", "batch_size=16",
-                                   f"max_examples={plan['eval_examples']}", "generation.max_new_tokens=40"])
+        runner.run(
+            f"eval-{row}",
+            [
+                *TORCHRUN,
+                "scripts/evaluate.py",
+                f"checkpoint={checkpoint}",
+                f"manifests={manifests}",
+                f"output_dir={out / 'eval' / row}",
+                f"reference={checkpoints['sft']}",
+                "batch_size=16",
+                f"max_examples={plan['eval_examples']}",
+                "generation.max_new_tokens=40",
+            ],
+        )
     return checkpoints
 
 
@@ -105,8 +148,17 @@ def main() -> None:
     start = time.time()
     data = out / "data"
     if not (data / "summary.json").is_file():
-        runner.run("data", [PY, "scripts/prepare_data.py", "recipe=synthetic", f"output_dir={data}",
-                            f"recipe.size={plan['size']}", "recipe.max_clip_seconds=4"])
+        runner.run(
+            "data",
+            [
+                PY,
+                "scripts/prepare_data.py",
+                "recipe=synthetic",
+                f"output_dir={data}",
+                f"recipe.size={plan['size']}",
+                "recipe.max_clip_seconds=4",
+            ],
+        )
     train_and_evaluate(runner, plan, data)
     from scripts.demo_report import write_report
 

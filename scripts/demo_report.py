@@ -35,16 +35,29 @@ def targets(metrics: dict[str, dict[str, float]]) -> list[tuple[str, str, bool]]
     """(target, measured, met) for each promise of the demo."""
     get = lambda row, key: metrics[row].get(key, float("nan"))  # noqa: E731
     wer_pre, wer_init = get("pretrain", "asr/en/wer"), get("init", "asr/en/wer")
-    lid, acc, margin = get("sft", "lid/accuracy"), get("dpo", "preference/accuracy"), get("dpo", "preference/margin")
+    lid, acc, margin = (
+        get("sft", "lid/accuracy"),
+        get("dpo", "preference/accuracy"),
+        get("dpo", "preference/margin"),
+    )
     wer_sft, wer_dpo = get("sft", "asr/en/wer"), get("dpo", "asr/en/wer")
     return [
-        ("English WER < 30% after pretraining (random init near 100%)",
-         f"{wer_pre:.1%} (random init {wer_init:.1%})", wer_pre < 0.30),
+        (
+            "English WER < 30% after pretraining (random init near 100%)",
+            f"{wer_pre:.1%} (random init {wer_init:.1%})",
+            wer_pre < 0.30,
+        ),
         ("language ID accuracy >= 80% after SFT", f"{lid:.1%}", lid >= 0.80),
-        ("held-out DPO preference accuracy > 0.9 with a positive mean margin",
-         f"{acc:.2f}, margin {margin:+.3f}", acc > 0.9 and margin > 0),
-        ("DPO loses at most 5 WER points against SFT", f"{wer_dpo:.1%} vs {wer_sft:.1%}",
-         wer_dpo - wer_sft <= 0.05),
+        (
+            "held-out DPO preference accuracy > 0.9 with a positive mean margin",
+            f"{acc:.2f}, margin {margin:+.3f}",
+            acc > 0.9 and margin > 0,
+        ),
+        (
+            "DPO loses at most 5 WER points against SFT",
+            f"{wer_dpo:.1%} vs {wer_sft:.1%}",
+            wer_dpo - wer_sft <= 0.05,
+        ),
     ]
 
 
@@ -87,8 +100,14 @@ def plot_curves(out: Path) -> list[str]:
     return names
 
 
-def write_report(out: Path, metrics: dict[str, dict[str, float]], commands: list[str],
-                 seconds: dict[str, float], total: float, quick: bool = False) -> None:
+def write_report(
+    out: Path,
+    metrics: dict[str, dict[str, float]],
+    commands: list[str],
+    seconds: dict[str, float],
+    total: float,
+    quick: bool = False,
+) -> None:
     plots = plot_curves(out)
     checks = "\n".join(f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in targets(metrics))
     timing = ", ".join(f"{name} {s:.0f} s" for name, s in seconds.items())
