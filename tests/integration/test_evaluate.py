@@ -51,14 +51,18 @@ def test_script_writes_metrics_table_and_predictions(corpus_dir, checkpoint, tmp
     assert result.returncode == 0, result.stderr[-3000:]
     assert "chat judge skipped" in result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
-    assert metrics["preference/n"] == 12
+    sizes = {
+        kind: min(12, len((corpus_dir / kind / "test.jsonl").read_text().splitlines()))
+        for kind in ("pretrain", "sft", "dpo")
+    }
+    assert metrics["preference/n"] == sizes["dpo"] and metrics["preference/dropped"] == 0
     # The policy is its own reference: every reward is 0, so no pair is preferred and the margin is 0.
     assert metrics["preference/accuracy"] == 0.0 and metrics["preference/margin"] == 0.0
-    assert metrics["chat/n"] == 12 and 0.0 <= metrics["chat/exact_match"] <= 1.0
+    assert metrics["chat/n"] == sizes["sft"] and 0.0 <= metrics["chat/exact_match"] <= 1.0
     asr = [k for k in metrics if k.startswith("asr/") and k.endswith(("/wer", "/cer"))]
     assert asr and all(metrics[k] >= 0.0 for k in asr)
     predictions = (tmp_path / "predictions.jsonl").read_text().splitlines()
-    assert len(predictions) == 24  # 12 pretrain-format + 12 chat
+    assert len(predictions) == sizes["pretrain"] + sizes["sft"]
     assert "| metric | value |" in (tmp_path / "metrics.md").read_text()
 
 

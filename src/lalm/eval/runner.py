@@ -133,6 +133,7 @@ def evaluate_preference(
     metrics = {
         "preference/logp_accuracy": sum(c > r for c, r, _, _ in values) / max(len(values), 1),
         "preference/n": len(values),
+        "preference/dropped": count - len(values),  # pairs too long for max_length or the audio window
     }
     if reference is not None:
         summary = preference_summary(

@@ -24,6 +24,7 @@ from lalm.config.train import (
     TrainConfig,
     TrainerConfig,
 )
+from lalm.eval.runner import EvalConfig
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 # Group files: the schema of their node and some values the file sets (checked after composition).
@@ -55,13 +56,14 @@ EXPERIMENTS = {
         "data.dir": "data/synthetic",
     },
 }
-PRIMARY = {"train": TrainConfig, "prepare_data": PrepareDataConfig}
+PRIMARY = {"train": TrainConfig, "prepare_data": PrepareDataConfig, "evaluate": EvalConfig}
 PRIMARY_OF_GROUP = {"recipe": "prepare_data"}  # every other group belongs to train.yaml
 # Values for required (???) fields so that the config can be turned into its dataclass.
 REQUIRED = {
     "model/from_components": ["model.whisper_dir=/w", "model.llm_dir=/l"],
     "model/pretrained": ["model.path=/p"],
     "prepare_data": ["output_dir=/tmp/x"],
+    "evaluate": ["output_dir=/tmp/x", "checkpoint=/c", "manifests=[/m.jsonl]"],
     "train": ["output_dir=/tmp/x"],
 }
 
