@@ -86,3 +86,19 @@ def test_two_ranks_match_one(chains, corpus_dir, zero, stage):
 def test_dpo_starts_at_log2_on_every_setup(chains):
     for run in chains.values():
         assert _train_losses(run, "dpo")[0] == pytest.approx(0.6931471805599453, abs=1e-6)
+
+
+def test_zero3_with_optimizer_offload_matches(chains, corpus_dir, tmp_path):
+    """deepspeed=zero3_offload (DeepSpeed's CPU Adam, compiled on first use) trains like ZeRO-2."""
+    _torchrun(
+        1,
+        "stage=pretrain",
+        "deepspeed=zero3_offload",
+        f"data.dir={corpus_dir}",
+        f"output_dir={tmp_path}",
+        "trainer=smoke",
+        "model.vocab_size=2000",
+    )
+    assert _train_losses(tmp_path, "pretrain") == pytest.approx(
+        _train_losses(chains["single"], "pretrain"), rel=1e-4
+    )
