@@ -201,6 +201,17 @@ def validate(cfg: TrainConfig, world_size: int) -> None:
         errors,
     )
     _check(
+        not (stage.name == "dpo" and stage.lora.enabled and (stage.train_encoder or stage.train_projector)),
+        "DPO with LoRA uses the policy without adapters as its reference, so only adapters may train: "
+        "set stage.train_encoder=false stage.train_projector=false",
+        errors,
+    )
+    _check(
+        cfg.trainer.log_every >= 1 and cfg.trainer.eval_every >= 0 and cfg.trainer.save_every >= 0,
+        "trainer.log_every must be >= 1, eval_every and save_every >= 0",
+        errors,
+    )
+    _check(
         not (stage.lora.enabled and cfg.deepspeed.zero_stage == 3),
         "LoRA export under ZeRO-3 is not supported yet: use deepspeed=zero2",
         errors,

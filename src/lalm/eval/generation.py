@@ -41,21 +41,22 @@ def _generate(model: Any, processor: Any, batch: dict[str, Any], cfg: Generation
 @torch.no_grad()
 def generate_all(
     model: Any, processor: Any, examples: Any, batch_size: int, cfg: GenerationConfig, max_length: int = 4096
-) -> dict[str, str]:
+) -> dict[str, str | None]:
     """{example id: generated text} for every example (each generated once, on one rank).
 
-    `examples[i]` is {"id", "messages" ending with a user turn}. Dropped examples (too long) get "".
+    `examples[i]` is {"id", "messages" ending with a user turn}. An example too long for the prompt
+    or the audio window gets None (scored as wrong, and counted by the caller).
     """
     collator = GenerationCollator(processor)
     collator.config = type(collator.config)(max_length=max_length)
     model.eval()
-    local: dict[str, str] = {}
+    local: dict[str, str | None] = {}
     for pairs in evaluation_batches(len(examples), batch_size, rank(), world_size()):
         batch_examples = [examples[i] for i, real in pairs if real]
         if not batch_examples:
             continue
         batch = collator(batch_examples)
-        local.update({item["id"]: "" for item in batch["dropped"]})
+        local.update({item["id"]: None for item in batch["dropped"]})
         if batch["ids"]:
             local.update(zip(batch["ids"], _generate(model, processor, batch, cfg), strict=True))
     return gather_dicts(local)

@@ -93,12 +93,14 @@ def evaluate_generation(
     items = []
     for index in range(count):
         record = dataset.records[index]
+        prediction = predictions[record["id"]]
         items.append(
             {
                 "id": record["id"],
                 "manifest": path,
                 **_meta(record, kind),
-                "prediction": predictions[record["id"]],
+                "prediction": prediction if prediction is not None else "",
+                "dropped": prediction is None,
             }
         )
     return items
@@ -164,6 +166,8 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, float]:
         else:
             items += evaluate_generation(model, processor, path, kind, cfg)
     metrics.update(score_generations(items))
+    if items:
+        metrics["generation/dropped"] = sum(item["dropped"] for item in items)  # scored as wrong answers
     chat = [item for item in items if item["task"] == "chat"]
     if chat and is_main():
         metrics.update(judge_chat(chat, cfg.judge))

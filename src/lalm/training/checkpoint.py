@@ -48,7 +48,7 @@ def export_final(engine: Any, processor: Any, final_dir: Path) -> None:
     if is_main():
         module = engine.module
         if hasattr(module, "get_base_model"):  # LoRA (ZeRO-0/1/2 only, see config validation)
-            state = _merged_lora_state(module)
+            state = {k: v for k, v in _merged_lora_state(module).items() if HEAD_NAME not in k}
             module = module.get_base_model()
         tmp = final_dir.with_name(final_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -45,11 +45,16 @@ def device() -> torch.device:
 
 
 def all_reduce_sum(values: dict[str, float]) -> dict[str, float]:
-    """Sum each value over ranks (one collective for the whole dict, in a fixed key order)."""
-    if not values or not dist.is_initialized() or dist.get_world_size() == 1:
+    """Sum each value over ranks. Ranks may hold different keys (a drop reason seen on one rank only):
+    the union of keys is agreed first, a key missing on a rank counts 0 there."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
         return dict(values)
-    keys = sorted(values)
-    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device())
+    key_sets: list[list[str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(key_sets, sorted(values))
+    keys = sorted({key for part in key_sets for key in part or []})
+    if not keys:
+        return {}
+    tensor = torch.tensor([float(values.get(k, 0.0)) for k in keys], dtype=torch.float64, device=device())
     dist.all_reduce(tensor)
     return dict(zip(keys, tensor.tolist(), strict=True))
 

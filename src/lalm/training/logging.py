@@ -30,6 +30,8 @@ class MetricsLogger:
         if not enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
+        if start_step == 0:
+            self.path.unlink(missing_ok=True)  # a fresh run does not append to an earlier run's log
         if progress_bar:
             self._bar = tqdm(total=total_steps, initial=start_step, desc=run_dir.name, dynamic_ncols=True)
         if wandb_cfg.mode != "disabled":

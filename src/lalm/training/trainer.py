@@ -164,12 +164,18 @@ class Trainer:
         sums: defaultdict[str, float] = defaultdict(float)
         for pairs in batches:
             examples = [{**self.data.dev[i], "weight": 1.0 if real else 0.0} for i, real in pairs]
-            out = self.stage.forward(self.engine, to_device(self.data.collator(examples), self.device))
+            batch = self.data.collator(examples)
+            sums["dropped"] += len(batch["dropped"])
+            out = self.stage.forward(self.engine, to_device(batch, self.device))
             sums["loss"] += float(out.loss)
             sums["units"] += out.units
             for key, value in out.metrics.items():
                 sums[key] += value
         totals = all_reduce_sum(dict(sums))
-        units = max(totals.pop("units"), 1.0)
+        units, dropped = max(totals.pop("units"), 1.0), int(totals.pop("dropped"))
         self.engine.train()
-        return {"step": self.state.step, **{f"eval/{k}": v / units for k, v in totals.items()}}
+        return {
+            "step": self.state.step,
+            **{f"eval/{k}": v / units for k, v in totals.items()},
+            "eval/dropped": dropped,
+        }

@@ -211,3 +211,36 @@ def test_stage_name_without_its_schema_is_reported(corpus_dir, checkpoint):
     stage = PretrainStageConfig(name="dpo")  # what Hydra composes for `stage.name=dpo`
     message = _errors(_config(corpus_dir, stage, init_from=str(checkpoint)))
     assert "stage=dpo" in message
+
+
+def test_dpo_lora_must_train_adapters_only(corpus_dir, tmp_path):
+    from lalm.config.train import DpoStageConfig, LoraConfig
+
+    checkpoint = tmp_path / "sft"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    cfg = TrainConfig(
+        stage=DpoStageConfig(lora=LoraConfig(enabled=True)),
+        model=TinyModelConfig(),
+        data=DataConfig(dir=str(corpus_dir)),
+        output_dir=str(tmp_path),
+        init_from=str(checkpoint),
+    )
+    with pytest.raises(ValueError, match="only adapters may train"):
+        validate(cfg, 1)
+    cfg.stage.train_projector = cfg.stage.train_encoder = False
+    validate(cfg, 1)
+
+
+def test_log_every_must_be_positive(corpus_dir, tmp_path):
+    from lalm.config.train import PretrainStageConfig, TrainerConfig
+
+    cfg = TrainConfig(
+        stage=PretrainStageConfig(),
+        model=TinyModelConfig(),
+        data=DataConfig(dir=str(corpus_dir)),
+        output_dir=str(tmp_path),
+        trainer=TrainerConfig(log_every=0),
+    )
+    with pytest.raises(ValueError, match="log_every must be >= 1"):
+        validate(cfg, 1)
