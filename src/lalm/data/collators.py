@@ -130,6 +130,8 @@ class _BaseCollator:
 class ConversationCollator(_BaseCollator):
     """Pretrain and SFT: one row per example (single- or multi-turn, chat or analysis mode)."""
 
+    generation = False
+
     def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
         rows: list[_Row] = []
         clips: list[np.ndarray] = []
@@ -143,7 +145,7 @@ class ConversationCollator(_BaseCollator):
             if counts is None:
                 dropped.append(self._dropped(example, "audio_longer_than_window"))
                 continue
-            row = self._row(example["messages"], counts)
+            row = self._row(example["messages"], counts, self.generation)
             if row is None:
                 dropped.append(self._dropped(example, "longer_than_max_length"))
                 continue
@@ -152,7 +154,7 @@ class ConversationCollator(_BaseCollator):
             ids.append(str(example["id"]))
             weights.append(float(example.get("weight", 1.0)))
             tasks.append(example.get("task"))
-        batch: dict[str, Any] = self._pad(rows)
+        batch: dict[str, Any] = self._pad(rows, left=self.generation)
         batch.update(self._features(clips))
         batch["audio_clip_index"] = torch.arange(len(clips), dtype=torch.long)
         batch.update(ids=ids, dropped=dropped, example_weights=torch.tensor(weights, dtype=torch.float32))
@@ -199,31 +201,11 @@ class PreferenceCollator(_BaseCollator):
         return batch
 
 
-class GenerationCollator(_BaseCollator):
+class GenerationCollator(ConversationCollator):
     """Prompts for generation: each example's messages end with a user turn; the assistant header is
-    appended and rows are left-padded. Same output keys as ConversationCollator (labels all -100)."""
+    appended and rows are left-padded (new tokens follow the prompt). Labels are all -100."""
 
-    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
-        rows: list[_Row] = []
-        clips: list[np.ndarray] = []
-        ids: list[str] = []
-        dropped: list[dict[str, str]] = []
-        for example in examples:
-            example_clips = _clips(example["messages"])
-            counts = self._token_counts(example_clips)
-            row = None if counts is None else self._row(example["messages"], counts, generation=True)
-            if row is None:
-                reason = "audio_longer_than_window" if counts is None else "longer_than_max_length"
-                dropped.append(self._dropped(example, reason))
-                continue
-            rows.append(row)
-            clips.extend(example_clips)
-            ids.append(str(example["id"]))
-        batch: dict[str, Any] = self._pad(rows, left=True)
-        batch.update(self._features(clips))
-        batch["audio_clip_index"] = torch.arange(len(clips), dtype=torch.long)
-        batch.update(ids=ids, dropped=dropped)
-        return batch
+    generation = True
 
 
 def _assistant(text: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from lalm.data.collators import GenerationCollator, model_inputs
+from lalm.data.collators import CollatorConfig, GenerationCollator, model_inputs
 from lalm.data.sampling import evaluation_batches
 from lalm.training.distributed import rank, world_size
 
@@ -47,8 +47,7 @@ def generate_all(
     `examples[i]` is {"id", "messages" ending with a user turn}. An example too long for the prompt
     or the audio window gets None (scored as wrong, and counted by the caller).
     """
-    collator = GenerationCollator(processor)
-    collator.config = type(collator.config)(max_length=max_length)
+    collator = GenerationCollator(processor, CollatorConfig(max_length=max_length))
     model.eval()
     local: dict[str, str | None] = {}
     for pairs in evaluation_batches(len(examples), batch_size, rank(), world_size()):
