@@ -34,6 +34,7 @@ COMMON = [
 ]
 FULL = {
     "size": "1.0",
+    "english_fraction": "0.6",
     "pretrain": [
         "trainer.max_steps=700",
         "trainer.eval_every=100",
@@ -41,11 +42,11 @@ FULL = {
         "optim.warmup_steps=60",
         "stage.ctc_weight=0.5",
     ],
-    "sft": ["trainer.max_steps=220", "trainer.eval_every=110", "optim.lr=1e-3", "optim.warmup_steps=20"],
+    "sft": ["trainer.max_steps=220", "trainer.eval_every=110", "optim.lr=5e-4", "optim.warmup_steps=20"],
     "dpo": [
-        "trainer.max_steps=80",
-        "trainer.eval_every=40",
-        "optim.lr=2e-4",
+        "trainer.max_steps=100",
+        "trainer.eval_every=50",
+        "optim.lr=5e-4",
         "optim.warmup_steps=5",
         "stage.beta=0.1",
         "trainer.micro_batch_size=4",
@@ -55,6 +56,7 @@ FULL = {
 }
 QUICK = {
     "size": "0.1",
+    "english_fraction": "0.4",
     "pretrain": ["trainer.max_steps=6", "trainer.eval_every=3"],
     "sft": ["trainer.max_steps=4", "trainer.eval_every=2"],
     "dpo": [
@@ -157,6 +159,7 @@ def main() -> None:
                 f"output_dir={data}",
                 f"recipe.size={plan['size']}",
                 "recipe.max_clip_seconds=4",
+                f"recipe.english_fraction={plan['english_fraction']}",
             ],
         )
     train_and_evaluate(runner, plan, data)
