@@ -91,9 +91,9 @@ def save_initial_model(data: Path, target: Path) -> None:
     """The pretraining starting point as a checkpoint, so that 'random init' is evaluated exactly."""
     from lalm.config.model import TinyModelConfig
     from lalm.models.builders import build_tiny
+    from lalm.training.build import train_manifests
 
-    corpus = [str(data / stage / "train.jsonl") for stage in ("pretrain", "sft", "dpo")]
-    model, processor = build_tiny(TinyModelConfig(tokenizer_corpus=corpus, window_seconds=4))
+    model, processor = build_tiny(TinyModelConfig(tokenizer_corpus=train_manifests(data), window_seconds=4))
     model.save_pretrained(target)
     processor.save_pretrained(target)
 

@@ -33,14 +33,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def train_manifests(data_dir: str | Path) -> list[str]:
+    """The train manifests of every stage found under a corpus folder (the tiny tokenizer's text)."""
+    paths = [Path(data_dir) / stage / "train.jsonl" for stage in STAGE_NAMES]
+    return [str(p) for p in paths if p.is_file()]
+
+
 def model_config(cfg: TrainConfig) -> Any:
     """init_from (a previous stage's final/) wins over the model group; a tiny model with no tokenizer
     corpus trains its tokenizer on the data directory's train manifests."""
     if cfg.init_from is not None:
         return PretrainedModelConfig(path=cfg.init_from)
     if isinstance(cfg.model, TinyModelConfig) and not cfg.model.tokenizer_corpus:
-        corpus = [str(Path(cfg.data.dir) / s / "train.jsonl") for s in STAGE_NAMES]
-        return replace(cfg.model, tokenizer_corpus=[p for p in corpus if Path(p).is_file()])
+        return replace(cfg.model, tokenizer_corpus=train_manifests(cfg.data.dir))
     return cfg.model
 
 

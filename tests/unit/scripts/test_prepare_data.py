@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.unit.scripts import run_script
 
 
 def _run(*overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "prepare_data.py"), *overrides],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
+    return run_script("prepare_data.py", *overrides)
 
 
 def test_prepare_data_writes_every_manifest(tmp_path):
