@@ -147,17 +147,26 @@ def pretrain_records(clips: list[Clip], seed: int) -> list[Record]:
     return records
 
 
+def _analysis_tasks(clip: Clip) -> tuple[str, ...]:
+    """Tasks an SFT instruction may ask about `clip`; ASR twice, so a third of speech turns are ASR."""
+    if clip.kind == "speech":
+        return ("asr", "asr", *SPEECH_TASKS)
+    if clip.kind == "mix":
+        return ("asr", "caption")
+    return ("sound", "caption", "count") if clip.info["sound"] == "beeps" else ("sound", "caption")
+
+
 def _analysis(clip: Clip, index: int, seed: int) -> Record:
     facts = _Facts(clip, seed)
-    tasks = _tasks(clip, index + 1)
-    task = tasks[index % len(tasks)]
+    # Drawn per clip: a rotation by index aliased with _tasks' own rotation and never asked for lid.
+    task = facts.rng.choice(_analysis_tasks(clip))
     question, answer, _ = facts.ask(task, f"{clip.id}-sft-{task}")
     messages = [_user(clip, question, text_first=index % 4 == 0), _assistant(answer)]
     if clip.kind == "speech" and index % 3 == 0:  # multi-turn: a follow-up about the same audio
         follow = "s2tt" if task == "asr" else "asr"
         question, answer, _ = facts.ask(follow, f"{clip.id}-sft-{follow}")
         messages += [{"role": "user", "content": question}, _assistant(answer)]
-    return {"id": f"{clip.id}-sft", "mode": "analysis", "messages": messages}
+    return {"id": f"{clip.id}-sft", "mode": "analysis", "task": task, "messages": messages}
 
 
 def _chat(clips: list[Clip], index: int) -> Record:

@@ -22,6 +22,10 @@ TEST_CORPUS = SyntheticRecipeConfig(size=0.05, seed=0, num_workers=2)
 
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # A machine without espeak-ng and sox (a GPU box) can be handed a corpus made elsewhere with
+    # `python scripts/prepare_data.py recipe=synthetic recipe.size=0.05 output_dir=DIR`.
+    if os.environ.get("LALM_TEST_CORPUS"):
+        return Path(os.environ["LALM_TEST_CORPUS"]).resolve()
     out = tmp_path_factory.mktemp("synthetic")
     synthetic.prepare(TEST_CORPUS, out)
     return out

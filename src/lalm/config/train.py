@@ -38,10 +38,16 @@ class StageConfig:
 @dataclass
 class PretrainStageConfig(StageConfig):
     """ctc_weight > 0 adds an auxiliary CTC loss on the encoder output for ASR examples (training
-    only, dropped at export): it makes a model trained from scratch listen sooner (lalm.stages.ctc)."""
+    only, dropped at export): it makes a model trained from scratch listen sooner (lalm.stages.ctc).
+
+    task_weights: how often an example of each task is drawn relative to the others ({} = every
+    example equally often, in shuffled epochs). {asr: 3} draws each ASR example three times as often
+    as an example of an unlisted task (weight 1); 0 leaves a task out.
+    """
 
     name: str = "pretrain"
     ctc_weight: float = 0.0
+    task_weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,12 +60,16 @@ class SftStageConfig(StageConfig):
 
 @dataclass
 class DpoStageConfig(StageConfig):
-    """DPO against a frozen reference (the init_from model). loss: sigmoid | ipo | hinge."""
+    """DPO against a frozen reference (the init_from model). loss: sigmoid | ipo | hinge.
+
+    rpo_alpha > 0 adds that weight times the chosen response's per-token NLL (RPO, TRL's rpo_alpha).
+    """
 
     name: str = "dpo"
     beta: float = 0.1
     loss: str = "sigmoid"
     label_smoothing: float = 0.0
+    rpo_alpha: float = 0.0
 
 
 @dataclass
@@ -187,6 +197,13 @@ def validate(cfg: TrainConfig, world_size: int) -> None:
         )
         _check(stage.beta > 0, f"stage.beta must be > 0, got {stage.beta}", errors)
         _check(0 <= stage.label_smoothing < 0.5, "stage.label_smoothing must be in [0, 0.5)", errors)
+        _check(stage.rpo_alpha >= 0, f"stage.rpo_alpha must be >= 0, got {stage.rpo_alpha}", errors)
+    if stage.name == "pretrain":
+        _check(
+            all(w >= 0 for w in stage.task_weights.values()),
+            f"stage.task_weights must be >= 0, got {dict(stage.task_weights)}",
+            errors,
+        )
     if stage.name == "sft":
         _check(
             0 <= stage.chat_weight <= 1,

@@ -11,7 +11,9 @@ Output (R rows, L tokens, C clips, S audio spans; S == C except for DPO):
 
     input_ids (R, L) long, right-padded with <|endoftext|>; attention_mask (R, L) long
     labels (R, L) long: the token id on assistant content and its <|im_end|>, -100 elsewhere
-    input_features (C, mel, frames) float32 and feature_attention_mask (C, frames) long  [only if C > 0]
+    input_features (C, mel, F) float32 and feature_attention_mask (C, F) long  [only if C > 0]; F is
+        the longest clip's mel frames + 2, rounded up to a multiple of 4 (lalm.models.encoder), or the
+        full window with trim_audio=False (what stock transformers' encoder accepts)
     audio_clip_index (S,) long: which clip fills the s-th audio span, spans in row-major order
     ids: list of example ids kept; dropped: [{"id", "source", "reason"}] for examples left out
     example_weights (E,) float: each kept example's "weight" (default 1.0; 0 marks evaluation padding)
@@ -39,6 +41,7 @@ from lalm.data.chat import (
     render_chatml,
     supervised_mask,
 )
+from lalm.models.encoder import trim_features
 from lalm.models.tokenizer import ENDOFTEXT
 
 IGNORE_INDEX = -100
@@ -50,6 +53,7 @@ class CollatorConfig:
     max_length: int = 2048
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
     pad_to_multiple_of: int = 1
+    trim_audio: bool = True
 
 
 @dataclass
@@ -101,10 +105,12 @@ class _BaseCollator:
             return_attention_mask=True,
             return_tensors="pt",
         )
-        return {
-            "input_features": out["input_features"].float(),
-            "feature_attention_mask": out["attention_mask"].long(),
-        }
+        features, mask = out["input_features"].float(), out["attention_mask"].long()
+        if self.config.trim_audio:
+            # Features are computed in the full window, then cut: a clip's frames do not depend on
+            # which clips share its batch.
+            features, mask = trim_features(features, mask)
+        return {"input_features": features, "feature_attention_mask": mask}
 
     def _pad(self, rows: Sequence[_Row], left: bool = False) -> dict[str, torch.Tensor]:
         """Right padding for training; left padding for generation (new tokens follow the prompt)."""

@@ -99,6 +99,23 @@ def hinge_loss(
     return torch.relu(1 - beta * margin)
 
 
+def chosen_nll(policy_chosen: torch.Tensor, chosen_tokens: torch.Tensor) -> torch.Tensor:
+    """Per-token negative log-likelihood of each chosen response, (B,) summed log-probs and (B,) token
+    counts -> (B,).
+
+    Added with weight `rpo_alpha` to a preference loss, it is RPO (Pang et al. 2024, "Iterative
+    Reasoning Preference Optimization", Eq. 3; TRL's rpo_alpha): DPO alone can lower the chosen
+    response's likelihood along with the rejected one's, and the NLL term keeps the policy generating
+    the chosen answers. TRL averages the NLL over all chosen tokens of its batch; here each pair's mean
+    is one unit, like the preference loss it is added to, so the trainer's per-pair normalisation holds.
+    """
+    if policy_chosen.shape != chosen_tokens.shape:
+        raise ValueError(
+            f"policy_chosen {tuple(policy_chosen.shape)} and chosen_tokens {tuple(chosen_tokens.shape)} differ"
+        )
+    return -policy_chosen / chosen_tokens.clamp(min=1)
+
+
 PREFERENCE_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "sigmoid": dpo_sigmoid_loss,
     "ipo": ipo_loss,

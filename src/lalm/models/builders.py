@@ -28,6 +28,7 @@ from transformers import (
 from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
 from lalm.data.audio import SAMPLE_RATE
 from lalm.data.prompts import PROMPTS
+from lalm.models.encoder import enable_length_aware_encoder
 from lalm.models.tokenizer import (
     AUDIO,
     ENDOFTEXT,
@@ -89,10 +90,12 @@ def _strings(value: object) -> Iterator[str]:
             yield from _strings(item)
 
 
-def _set_generation_ids(model: Qwen2AudioForConditionalGeneration, tokenizer) -> None:  # noqa: ANN001
+def _finish(model: Qwen2AudioForConditionalGeneration, tokenizer) -> Qwen2AudioForConditionalGeneration:  # noqa: ANN001
     # Chat turns end with <|im_end|>, raw text with <|endoftext|>: generation stops at either.
     model.generation_config.eos_token_id = [token_id(tokenizer, IM_END), token_id(tokenizer, ENDOFTEXT)]
     model.generation_config.pad_token_id = token_id(tokenizer, ENDOFTEXT)
+    enable_length_aware_encoder(model)  # the collators cut features to the batch's longest clip
+    return model
 
 
 def build_tiny(cfg: TinyModelConfig) -> ModelAndProcessor:
@@ -130,8 +133,7 @@ def build_tiny(cfg: TinyModelConfig) -> ModelAndProcessor:
         audio_token_index=token_id(tokenizer, AUDIO),
     )
     torch.manual_seed(cfg.seed)
-    model = Qwen2AudioForConditionalGeneration(config)
-    _set_generation_ids(model, tokenizer)
+    model = _finish(Qwen2AudioForConditionalGeneration(config), tokenizer)
     return model, build_processor(tokenizer, feature_extractor)
 
 
@@ -176,7 +178,7 @@ def build_from_components(cfg: FromComponentsConfig) -> ModelAndProcessor:
     model.model.language_model.load_state_dict(llm.model.state_dict(), strict=True)
     # A tied LLM (e.g. Qwen2.5-0.5B) becomes untied here: lm_head starts as a copy of its embeddings.
     model.lm_head.load_state_dict(llm.lm_head.state_dict(), strict=True)
-    _set_generation_ids(model, tokenizer)
+    _finish(model, tokenizer)
     feature_extractor = _feature_extractor_from(cfg.whisper_dir, whisper.config)
     return model, build_processor(tokenizer, feature_extractor)
 
@@ -197,7 +199,7 @@ def build_pretrained(cfg: PretrainedModelConfig) -> ModelAndProcessor:
         raise FileNotFoundError(f"model.path={cfg.path!r} holds no processor (preprocessor_config.json)")
     model = Qwen2AudioForConditionalGeneration.from_pretrained(cfg.path)
     processor = AutoProcessor.from_pretrained(cfg.path)
-    return model, processor
+    return enable_length_aware_encoder(model), processor
 
 
 BUILDERS: dict[str, Callable[[Any], ModelAndProcessor]] = {

@@ -15,7 +15,7 @@ import torch
 from lalm.config.train import DpoStageConfig
 from lalm.data.collators import CollatorConfig, PreferenceCollator
 from lalm.data.sampling import EpochStream
-from lalm.losses.preference import preference_loss, preference_metrics
+from lalm.losses.preference import chosen_nll, preference_loss, preference_metrics
 from lalm.losses.token import sequence_logps
 from lalm.stages.base import Batch, StepOutput, logits_of
 
@@ -37,23 +37,24 @@ class DpoStage:
     def count_units(self, batch: Batch) -> float:
         return float(batch["example_weights"].sum())
 
-    def _logps(self, model: Any, batch: Batch) -> torch.Tensor:
-        """(2B,) summed completion log-probs; IPO uses the per-token mean, as its authors and TRL do."""
+    def _logps(self, model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(2B,) completion log-probs, summed (IPO: the per-token mean, as its authors and TRL use), and
+        (2B,) completion token counts."""
         logps, counts = sequence_logps(logits_of(model, batch), batch["labels"])
-        return logps / counts.clamp(min=1) if self.cfg.loss == "ipo" else logps
+        return (logps / counts.clamp(min=1) if self.cfg.loss == "ipo" else logps), counts
 
     def _reference_logps(self, engine: Any, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
             if self.reference is not None:
-                return self._logps(self.reference, batch)
+                return self._logps(self.reference, batch)[0]
             module = engine.module
             adapters_off = module.disable_adapter() if hasattr(module, "disable_adapter") else nullcontext()
             with adapters_off:
-                return self._logps(engine, batch)
+                return self._logps(engine, batch)[0]
 
     def forward(self, engine: Any, batch: Batch) -> StepOutput:
         pairs = batch["num_pairs"]
-        policy = self._logps(engine, batch)
+        policy, counts = self._logps(engine, batch)
         reference = self._reference_logps(engine, batch)
         logps = (policy[:pairs], policy[pairs:], reference[:pairs], reference[pairs:])
         options = {"label_smoothing": self.cfg.label_smoothing} if self.cfg.loss == "sigmoid" else {}
@@ -62,4 +63,10 @@ class DpoStage:
         metrics = {
             k: float((v * weights).sum()) for k, v in preference_metrics(*logps, beta=self.cfg.beta).items()
         }
+        if self.cfg.rpo_alpha:
+            # IPO's log-probs are already per-token means: the NLL is then just their negative.
+            tokens = counts[:pairs] if self.cfg.loss != "ipo" else torch.ones_like(counts[:pairs])
+            nll = chosen_nll(policy[:pairs], tokens)
+            losses = losses + self.cfg.rpo_alpha * nll
+            metrics["nll_loss"] = float((nll.detach() * weights).sum())
         return StepOutput(loss=(losses * weights).sum(), units=float(weights.sum()), metrics=metrics)

@@ -17,6 +17,23 @@ from lalm.stages.base import Batch, StepOutput, logits_of, masked_labels
 from lalm.stages.ctc import HEAD_NAME, ctc_loss_sum, ctc_targets, find_module
 
 
+def task_mixture(tasks: list[str], weights: dict[str, float], seed: int) -> MixtureStream:
+    """Draw each example with probability proportional to its task's weight (1 for unlisted tasks)."""
+    unknown = sorted(set(weights) - set(tasks))
+    if unknown:
+        raise ValueError(
+            f"stage.task_weights names tasks the manifest does not have: {unknown}; "
+            f"its tasks are {sorted(set(tasks))}"
+        )
+    groups: dict[str, list[int]] = {}
+    for index, task in enumerate(tasks):
+        groups.setdefault(task, []).append(index)
+    names = sorted(groups)
+    # MixtureStream picks a group by weight, then an example uniformly: weight x size per example.
+    group_weights = [weights.get(name, 1.0) * len(groups[name]) for name in names]
+    return MixtureStream([groups[name] for name in names], group_weights, seed)
+
+
 class LanguageModelingStage:
     unit = "supervised_tokens"
 
@@ -26,9 +43,11 @@ class LanguageModelingStage:
         chat_weight: float | None = None,
         ctc_weight: float = 0.0,
         special_ids: tuple[int, ...] = (),
+        task_weights: dict[str, float] | None = None,
     ) -> None:
         self.name = name
         self.chat_weight = chat_weight
+        self.task_weights = task_weights or {}
         self.ctc_weight = ctc_weight
         self.special_ids = set(
             special_ids
@@ -39,6 +58,8 @@ class LanguageModelingStage:
         return ConversationCollator(processor, CollatorConfig(max_length=max_length))
 
     def sample_stream(self, dataset: Any, seed: int) -> EpochStream | MixtureStream:
+        if self.task_weights:
+            return task_mixture(dataset.records["task"], self.task_weights, seed)
         if self.chat_weight is None:
             return EpochStream(len(dataset), seed)
         modes = dataset.records["mode"]

@@ -58,8 +58,11 @@ def build_stage(cfg: TrainConfig, special_ids: tuple[int, ...] = ()) -> tuple[St
             reference = build_model(PretrainedModelConfig(path=cfg.init_from))[0]
         return DpoStage(cfg.stage, None), reference
     chat_weight = cfg.stage.chat_weight if cfg.stage.name == "sft" else None
-    ctc_weight = cfg.stage.ctc_weight if cfg.stage.name == "pretrain" else 0.0
-    return LanguageModelingStage(cfg.stage.name, chat_weight, ctc_weight, special_ids), None
+    pretrain = cfg.stage.name == "pretrain"
+    ctc_weight = cfg.stage.ctc_weight if pretrain else 0.0
+    task_weights = dict(cfg.stage.task_weights) if pretrain else {}
+    stage = LanguageModelingStage(cfg.stage.name, chat_weight, ctc_weight, special_ids, task_weights)
+    return stage, None
 
 
 def build_trainer(cfg: TrainConfig) -> Trainer:

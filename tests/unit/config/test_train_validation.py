@@ -113,6 +113,8 @@ def test_unknown_stage_name(corpus_dir):
         (DpoStageConfig(beta=-0.1), "stage.beta must be > 0, got -0.1"),
         (DpoStageConfig(label_smoothing=0.5), "stage.label_smoothing must be in [0, 0.5)"),
         (SftStageConfig(chat_weight=1.5), "stage.chat_weight must be in [0, 1], got 1.5"),
+        (DpoStageConfig(rpo_alpha=-1.0), "stage.rpo_alpha must be >= 0, got -1.0"),
+        (PretrainStageConfig(task_weights={"asr": -1.0}), "stage.task_weights must be >= 0"),
     ],
 )
 def test_stage_values(corpus_dir, checkpoint, stage, fragment):

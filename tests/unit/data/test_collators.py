@@ -68,8 +68,12 @@ def test_input_ids_and_features_equal_the_processor(corpus_dir, processor, stage
         any(sum(m["role"] == "assistant" for m in ex["messages"]) > 1 for ex in examples)
         or stage == "pretrain"
     )
-    batch = ConversationCollator(processor)(examples)
-    assert batch["dropped"] == []
+    batch = ConversationCollator(processor, CollatorConfig(trim_audio=False))(examples)
+    trimmed = ConversationCollator(processor)(examples)
+    frames = trimmed["input_features"].shape[-1]
+    assert batch["dropped"] == [] and frames < batch["input_features"].shape[-1]
+    assert torch.equal(trimmed["input_features"], batch["input_features"][..., :frames])  # a prefix
+    assert int(trimmed["feature_attention_mask"].sum()) == int(batch["feature_attention_mask"].sum())
     clip = 0
     for row, example in enumerate(examples):
         reference = _processor_reference(processor, example["messages"])

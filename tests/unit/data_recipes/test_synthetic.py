@@ -92,6 +92,11 @@ def test_manifests_cover_every_stage_mode_language_and_task(corpus_dir):
         if m["role"] == "user"
         for item in m["content"]
     )
+    # Every analysis task appears in SFT instructions (an earlier rotation never asked for lid or style).
+    lines = (corpus_dir / "sft" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    analysis_tasks = Counter(json.loads(line).get("task") for line in lines)
+    assert {"asr", "s2tt", "lid", "gender", "style", "sound", "caption"} <= set(analysis_tasks)
+    assert analysis_tasks["lid"] >= 5 and analysis_tasks["style"] >= 5
     dpo = read_manifest_records(corpus_dir / "dpo" / "train.jsonl", "dpo")
     assert {r["mode"] for r in dpo} == {"chat", "analysis"}
     assert all(r["chosen"] != r["rejected"] for r in dpo)

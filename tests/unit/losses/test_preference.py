@@ -14,6 +14,7 @@ from trl.trainer.dpo_trainer import DPOTrainer
 
 from lalm.losses.preference import (
     PREFERENCE_LOSSES,
+    chosen_nll,
     dpo_sigmoid_loss,
     hinge_loss,
     ipo_loss,
@@ -251,6 +252,14 @@ def test_sigmoid_by_hand() -> None:
 def test_ipo_by_hand() -> None:
     assert ipo_loss(*HAND, beta=0.1).item() == pytest.approx((2 - 1 / 0.2) ** 2)  # (2 - 5)^2 = 9
     assert ipo_loss(*HAND, beta=0.25).item() == pytest.approx(0.0)  # h already at its target 1/(2 beta)
+
+
+def test_chosen_nll_by_hand() -> None:
+    # chosen log-probs -10 over 4 tokens and -3 over 1 token; a row without tokens counts as one.
+    nll = chosen_nll(torch.tensor([-10.0, -3.0, 0.0]), torch.tensor([4, 1, 0]))
+    assert nll.tolist() == pytest.approx([2.5, 3.0, 0.0])
+    with pytest.raises(ValueError, match="differ"):
+        chosen_nll(torch.tensor([-1.0, -2.0]), torch.tensor([1]))
 
 
 def test_hinge_by_hand() -> None:

@@ -1,0 +1,72 @@
+"""The length-aware encoder forward against transformers' own full-window forward."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import Qwen2AudioForConditionalGeneration
+
+from lalm.data.collators import CollatorConfig, ConversationCollator, model_inputs
+from lalm.data.dataset import ManifestDataset
+from lalm.models.encoder import enable_length_aware_encoder, trim_features, trimmed_length
+
+
+def test_trimmed_length_by_hand() -> None:
+    # longest 101 real frames: +2 edge frames = 103, rounded up to a multiple of 4 = 104.
+    assert trimmed_length(torch.tensor([40, 101, 7]), 400) == 104
+    assert trimmed_length(torch.tensor([100]), 400) == 104  # 102 -> 104
+    assert trimmed_length(torch.tensor([398]), 400) == 400  # never past the window
+    assert trimmed_length(torch.tensor([0]), 400) == 4
+    features, mask = torch.randn(2, 8, 400), torch.zeros(2, 400, dtype=torch.long)
+    mask[0, :50], mask[1, :30] = 1, 1
+    cut, cut_mask = trim_features(features, mask)
+    assert cut.shape == (2, 8, 52) and cut_mask.shape == (2, 52)
+    assert torch.equal(cut, features[..., :52]) and int(cut_mask.sum()) == 80
+
+
+def _pretrain_examples(corpus_dir, count: int) -> list[dict]:
+    dataset = ManifestDataset.from_manifest(str(corpus_dir / "pretrain" / "train.jsonl"), "pretrain")
+    return [dataset[i] for i in range(count)]
+
+
+def test_trimmed_batch_gives_the_full_window_logits(tiny, corpus_dir) -> None:  # noqa: ANN001
+    model, processor = tiny
+    examples = _pretrain_examples(corpus_dir, 4)
+    full = ConversationCollator(processor, CollatorConfig(trim_audio=False))(examples)
+    trimmed = ConversationCollator(processor)(examples)
+    window = processor.feature_extractor.nb_max_frames
+    assert full["input_features"].shape[-1] == window
+    assert trimmed["input_features"].shape[-1] < window  # the corpus' clips are shorter than the window
+    assert torch.equal(full["input_ids"], trimmed["input_ids"])
+    stock = Qwen2AudioForConditionalGeneration(model.config).eval()  # transformers' own encoder forward
+    stock.load_state_dict(model.state_dict(), strict=False)
+    model.eval()
+    with torch.no_grad():
+        expected = stock(**model_inputs(full), use_cache=False).logits
+        got = model(**model_inputs(trimmed), use_cache=False).logits
+    keep = full["attention_mask"].bool()
+    assert torch.allclose(got[keep], expected[keep], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="expects the mel input features"):
+        stock(**model_inputs(trimmed), use_cache=False)  # why the forward is needed at all
+
+
+def test_clip_features_do_not_depend_on_the_batch(processor, corpus_dir) -> None:  # noqa: ANN001
+    examples = _pretrain_examples(corpus_dir, 6)
+    collate = ConversationCollator(processor)
+    alone = collate(examples[:1])
+    together = collate(examples)
+    frames = alone["input_features"].shape[-1]
+    assert together["input_features"].shape[-1] >= frames
+    assert torch.equal(together["input_features"][0, :, :frames], alone["input_features"][0])
+
+
+def test_encoder_refuses_lengths_it_cannot_pool(tiny) -> None:  # noqa: ANN001
+    model, _ = tiny
+    enable_length_aware_encoder(model)  # idempotent
+    encoder = model.get_submodule("model.audio_tower")
+    mel = model.config.audio_config.num_mel_bins
+    with pytest.raises(ValueError, match="multiple of 4"):
+        encoder(torch.zeros(1, mel, 42))
+    window = model.config.audio_config.max_source_positions * 2
+    with pytest.raises(ValueError, match=f"window of {window}"):
+        encoder(torch.zeros(1, mel, window + 4))
