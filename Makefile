@@ -10,7 +10,7 @@ TORCH_CPU_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo test test-unit test-gpu lint format clean
+.PHONY: help install system-deps demo test test-unit test-gpu bench lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,3 +64,6 @@ clean: ## remove caches and outputs (keeps .venv)
 
 test-gpu: install ## run the GPU tests (needs a CUDA machine)
 	$(PY) -m pytest tests/gpu -m gpu $(PYTEST_ARGS)
+
+bench: install ## encoder on the full 30-s window vs the batch's real audio length (Qwen2-Audio's encoder size)
+	$(PY) scripts/bench_encoder.py

@@ -4,7 +4,7 @@
 
 Writes DIR/audio/<split>/*.wav (16 kHz mono), DIR/{pretrain,sft,dpo}/{train,dev,test}.jsonl and
 DIR/summary.json. Every sentence comes from a template with a known meaning (synthetic_text), so
-transcripts, translations, answers to spoken questions and wrong answers are all known. Splits are
+transcripts, translations, answers to spoken questions and near-miss transcripts are all known. Splits are
 drawn by meaning key, so no sentence crosses train/dev/test in any language. The whole corpus is a
 pure function of (size, seed): the plan is drawn in one process, then rendered in parallel.
 """

@@ -3,7 +3,8 @@
 Each clip's `info` (meaning key, language, voice, sound parameters, duration) becomes targets:
 pretrain (one record per task), SFT (chat mode: spoken questions and their answers; analysis mode: a
 text instruction about speech, sound or noisy speech; some multi-turn), and DPO (the correct response
-vs a plausible wrong one: a wrong sum, a transcript with one word swapped, another language).
+vs a wrong one: a transcript with one word swapped, a wrong language label, or the right answer to a
+spoken question but in another language than it was asked in).
 Choices are seeded per clip, so records are deterministic.
 """
 
@@ -174,7 +175,7 @@ def _chat(clips: list[Clip], index: int) -> Record:
     messages = []
     for clip in clips:
         messages += [_user(clip), _assistant(st.answer(clip.info["key"], clip.info["language"]))]
-    return {"id": f"{clips[0].id}-chat{index}", "mode": "chat", "messages": messages}
+    return {"id": f"{clips[0].id}-chat{index}", "mode": "chat", "task": "chat", "messages": messages}
 
 
 def sft_records(clips: list[Clip], seed: int) -> list[Record]:
@@ -192,12 +193,17 @@ def dpo_records(clips: list[Clip], seed: int) -> list[Record]:
     for index, clip in enumerate(clips):
         info, facts = clip.info, _Facts(clip, seed)
         if clip.kind == "question":
+            # Rejected: the right answer in another language. A wrong sum would make held-out pairs a
+            # test of arithmetic on unseen sums, which a model trained for minutes cannot generalise;
+            # answering in the asker's language is a preference DPO can learn, and it needs the audio.
             chosen = st.answer(info["key"], info["language"])
-            rejected = st.wrong_answer(info["key"], info["language"], seed)
+            others = [st.answer(info["key"], c) for c in LANGUAGE_CODES if c != info["language"]]
+            rejected = facts.rng.choice([text for text in others if text != chosen])
             records.append(
                 {
                     "id": f"{clip.id}-dpo",
                     "mode": "chat",
+                    "task": "chat",
                     "prompt": [_user(clip)],
                     "chosen": chosen,
                     "rejected": rejected,
@@ -217,6 +223,7 @@ def dpo_records(clips: list[Clip], seed: int) -> list[Record]:
                 {
                     "id": f"{clip.id}-dpo",
                     "mode": "analysis",
+                    "task": task,
                     "prompt": [_user(clip, question)],
                     "chosen": chosen,
                     "rejected": rejected,

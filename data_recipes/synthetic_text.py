@@ -6,8 +6,7 @@ get, for free and without any model or human labelling:
 
 * translations — the same key rendered in two languages is a parallel sentence pair;
 * answers — question keys (``"sum:3:4"``, ``"next_day:mon"``) carry their own correct answer;
-* wrong answers — swapping the value of the answer gives a plausible but wrong reply (for DPO pairs);
-* corruptions — swapping one content word of a statement gives a near-miss sentence.
+* corruptions — swapping one content word of a statement gives a near-miss sentence (for DPO pairs).
 
 All text is original.  Japanese is written in kana only (espeak-ng cannot read kanji) with spaces
 between words and particles; Mandarin uses simplified and Cantonese traditional Hanzi, both with
@@ -331,20 +330,6 @@ def answer(key: str, language: str) -> str:
         a, b = (int(p) for p in parts)
         return _sum_text(_SUM_ANSWER, a, b, a + b, language)
     return _next_day_answer_text(parts[0], _next_day(parts[0]), language)
-
-
-def wrong_answer(key: str, language: str, seed: int) -> str:
-    """A plausible but wrong answer: same sentence form, wrong value; deterministic given ``seed``."""
-    family, parts = _question(key, language)
-    rng = _rng(seed, key, language)
-    if family == "sum":
-        a, b = (int(p) for p in parts)
-        total = a + b
-        options = [total + d for d in (-2, -1, 1, 2) if 0 <= total + d <= MAX_NUMBER]
-        return _sum_text(_SUM_ANSWER, a, b, rng.choice(options), language)
-    day = parts[0]
-    options = [d for d in DAY_IDS if d not in (day, _next_day(day))]
-    return _next_day_answer_text(day, rng.choice(options), language)
 
 
 def corrupt(key: str, language: str, seed: int) -> str:

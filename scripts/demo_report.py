@@ -31,6 +31,29 @@ def metric_table(metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+PAIR_TASKS = {
+    "asr": "transcript vs one word swapped",
+    "lid": "language label vs a wrong one",
+    "chat": "answer in the asker's language vs in another",
+}
+
+
+def pair_table(metrics: dict[str, dict[str, float]]) -> str:
+    """Held-out preference accuracy per pair type, for the models whose rewards are not all zero."""
+    lines = [
+        "| pair type | pairs | " + " | ".join(ROWS[r] for r in ("pretrain", "dpo")) + " |",
+        "|---|---|---|---|",
+    ]
+    for task, meaning in PAIR_TASKS.items():
+        key = f"preference/{task}/accuracy"
+        if key not in metrics["dpo"]:
+            continue
+        count = int(metrics["dpo"].get(f"preference/{task}/n", 0))
+        cells = [_cell(metrics[row], key, "{:.2f}") for row in ("pretrain", "dpo")]
+        lines.append(f"| {task}: {meaning} | {count} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def targets(metrics: dict[str, dict[str, float]]) -> list[tuple[str, str, bool]]:
     """(target, measured, met) for each promise of the demo."""
     get = lambda row, key: metrics[row].get(key, float("nan"))  # noqa: E731
@@ -124,6 +147,10 @@ Total time: {total / 60:.1f} min ({timing}).
 
 {metric_table(metrics)}
 
+Preference accuracy by pair type (the reward is beta * log(pi / pi_sft), so the SFT row is all ties):
+
+{pair_table(metrics)}
+
 ## Targets
 
 | target | measured | met |
@@ -141,6 +168,6 @@ Total time: {total / 60:.1f} min ({timing}).
 ```
 
 Full metrics per model: `eval/<model>/metrics.json`, predictions: `eval/<model>/predictions.jsonl`,
-training logs: `runs/<stage>/metrics.jsonl`.
+per-pair rewards: `eval/<model>/preferences.jsonl`, training logs: `runs/<stage>/metrics.jsonl`.
 """
     (out / "REPORT.md").write_text(text)

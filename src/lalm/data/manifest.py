@@ -148,6 +148,14 @@ def _messages(value: Any, base: Path, check_files: bool, ends_with: str, field: 
     return out
 
 
+def _optional_task(record: Record) -> str | None:
+    """SFT and DPO records may name what they ask (any label, e.g. lid); evaluation reports per task."""
+    task = record.get("task")
+    if task is not None and not (isinstance(task, str) and task):
+        raise _Invalid(f"field 'task' must be a non-empty string when given, got {task!r}")
+    return task
+
+
 def _validate_sft(record: Record, base: Path, check_files: bool) -> Record:
     mode = _require(record, "mode", str)
     if mode not in SFT_MODES:
@@ -155,6 +163,7 @@ def _validate_sft(record: Record, base: Path, check_files: bool) -> Record:
     return {
         "id": str(_require(record, "id", (str, int))),
         "mode": mode,
+        "task": _optional_task(record),
         "messages": _messages(record.get("messages"), base, check_files, "assistant", "messages"),
     }
 
@@ -166,6 +175,7 @@ def _validate_dpo(record: Record, base: Path, check_files: bool) -> Record:
     return {
         "id": str(_require(record, "id", (str, int))),
         "mode": record.get("mode") if record.get("mode") in SFT_MODES else None,
+        "task": _optional_task(record),
         "prompt": _messages(record.get("prompt"), base, check_files, "user", "prompt"),
         "chosen": chosen,
         "rejected": rejected,

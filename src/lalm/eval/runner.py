@@ -109,9 +109,10 @@ def evaluate_generation(
 @torch.no_grad()
 def evaluate_preference(
     model: Any, reference: Any, processor: Any, path: str, cfg: EvalConfig
-) -> dict[str, float]:
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Implicit rewards beta * log(pi/pi_ref) of chosen vs rejected on held-out pairs (needs a reference);
-    without one, only the reference-free share of pairs where log pi(chosen) > log pi(rejected)."""
+    without one, only the reference-free share of pairs where log pi(chosen) > log pi(rejected).
+    Returns the metrics (overall and per pair task) and one row per pair for preferences.jsonl."""
     dataset = ManifestDataset.from_manifest(path, "dpo", cfg.prompt_seed)
     count = min(len(dataset), cfg.max_examples) if cfg.max_examples else len(dataset)
     collator = PreferenceCollator(processor, CollatorConfig(max_length=4096))
@@ -131,17 +132,44 @@ def evaluate_preference(
         )
         for j, example_id in enumerate(batch["ids"]):
             local[example_id] = (float(policy[j]), float(policy[n + j]), float(ref[j]), float(ref[n + j]))
-    values = list(gather_dicts(local).values())
+    gathered = gather_dicts(local)
+    metrics = _preference_metrics("preference", list(gathered.values()), reference is not None, cfg.beta)
+    metrics["preference/dropped"] = count - len(gathered)  # pairs too long for max_length or the window
+    tasks = dict(zip(dataset.records["id"][:count], dataset.records["task"][:count], strict=True))
+    for task in sorted({t for t in tasks.values() if t is not None}):
+        values = [v for example_id, v in gathered.items() if tasks[example_id] == task]
+        metrics.update(_preference_metrics(f"preference/{task}", values, reference is not None, cfg.beta))
+    rows = [
+        {
+            "id": example_id,
+            "manifest": path,
+            "task": tasks[example_id],
+            "logps/chosen": c,
+            "logps/rejected": r,
+            **(
+                {"rewards/chosen": cfg.beta * (c - rc), "rewards/rejected": cfg.beta * (r - rr)}
+                if reference
+                else {}
+            ),
+        }
+        for example_id, (c, r, rc, rr) in sorted(gathered.items())
+    ]
+    return metrics, rows
+
+
+def _preference_metrics(
+    prefix: str, values: list[tuple[float, float, float, float]], rewards: bool, beta: float
+) -> dict[str, float]:
+    """values: (policy chosen, policy rejected, reference chosen, reference rejected) log-probs per pair."""
     metrics = {
-        "preference/logp_accuracy": sum(c > r for c, r, _, _ in values) / max(len(values), 1),
-        "preference/n": len(values),
-        "preference/dropped": count - len(values),  # pairs too long for max_length or the audio window
+        f"{prefix}/logp_accuracy": sum(c > r for c, r, _, _ in values) / max(len(values), 1),
+        f"{prefix}/n": len(values),
     }
-    if reference is not None:
+    if rewards and values:
         summary = preference_summary(
-            [cfg.beta * (c - rc) for c, _, rc, _ in values], [cfg.beta * (r - rr) for _, r, _, rr in values]
+            [beta * (c - rc) for c, _, rc, _ in values], [beta * (r - rr) for _, r, _, rr in values]
         )
-        metrics.update({"preference/accuracy": summary["accuracy"], "preference/margin": summary["margin"]})
+        metrics.update({f"{prefix}/accuracy": summary["accuracy"], f"{prefix}/margin": summary["margin"]})
     return metrics
 
 
@@ -160,9 +188,12 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, float]:
     reference = _load(cfg.reference)[0] if cfg.reference and "dpo" in kinds.values() else None
     metrics: dict[str, float] = {}
     items: list[dict[str, Any]] = []
+    pairs: list[dict[str, Any]] = []
     for path, kind in kinds.items():
         if kind == "dpo":
-            metrics.update(evaluate_preference(model, reference, processor, path, cfg))
+            pair_metrics, pair_rows = evaluate_preference(model, reference, processor, path, cfg)
+            metrics.update(pair_metrics)
+            pairs += pair_rows
         else:
             items += evaluate_generation(model, processor, path, kind, cfg)
     metrics.update(score_generations(items))
@@ -172,11 +203,17 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, float]:
     if chat and is_main():
         metrics.update(judge_chat(chat, cfg.judge))
     if is_main():
-        write_outputs(Path(cfg.output_dir), metrics, items, cfg)
+        write_outputs(Path(cfg.output_dir), metrics, items, cfg, pairs)
     return metrics
 
 
-def write_outputs(out: Path, metrics: dict[str, float], items: list[dict[str, Any]], cfg: EvalConfig) -> None:
+def write_outputs(
+    out: Path,
+    metrics: dict[str, float],
+    items: list[dict[str, Any]],
+    cfg: EvalConfig,
+    pairs: list[dict[str, Any]] | None = None,
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(
         json.dumps({"checkpoint": cfg.checkpoint, "metrics": metrics}, indent=2) + "\n"
@@ -184,6 +221,7 @@ def write_outputs(out: Path, metrics: dict[str, float], items: list[dict[str, An
     rows = [f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items())]
     table = "\n".join(["| metric | value |", "|---|---|", *rows])
     (out / "metrics.md").write_text(f"# Evaluation of `{cfg.checkpoint}`\n\n{table}\n")
-    with (out / "predictions.jsonl").open("w", encoding="utf-8") as handle:
-        for item in items:
-            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+    for name, rows in (("predictions.jsonl", items), ("preferences.jsonl", pairs or [])):
+        with (out / name).open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -435,6 +435,7 @@ def test_load_manifest_sft_mixed_content(data_dir: Path) -> None:
     assert records[0] == {
         "id": "1",
         "mode": "analysis",
+        "task": None,
         "messages": [
             {
                 "role": "system",
@@ -511,3 +512,11 @@ def test_invalid_utf8_names_file_and_line(data_dir: Path) -> None:
     with pytest.raises(ManifestError) as info:
         read_manifest_records(path, "pretrain")
     assert info.value.line == 2
+
+
+def test_sft_and_dpo_records_may_name_their_task(data_dir: Path) -> None:
+    path = _write_records(data_dir / "t.jsonl", [_sft(id="a", task="lid"), _sft(id="b")])
+    assert [r["task"] for r in read_manifest_records(path, "sft")] == ["lid", None]
+    bad = _write_records(data_dir / "u.jsonl", [_sft(id="a", task=5)])
+    with pytest.raises(ManifestError, match=r"u.jsonl:1: field 'task' must be a non-empty string"):
+        read_manifest_records(bad, "sft")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scripts.demo_report import metric_table, targets, write_report
+from scripts.demo_report import metric_table, pair_table, targets, write_report
 
 METRICS = {
     "init": {"asr/en/wer": 1.0, "lid/accuracy": 0.1},
@@ -16,6 +16,18 @@ def test_table_has_a_row_per_model_and_marks_missing_values():
     table = metric_table(METRICS).splitlines()
     assert table[2].startswith("| random init | 100.0% | n/a | 10.0% |")
     assert table[5] == "| dpo | 27.0% | n/a | 80.0% | n/a | 0.95 | +0.400 |"
+
+
+def test_pair_table_lists_the_pair_types_the_evaluation_reported():
+    metrics = {
+        **METRICS,
+        "pretrain": {"preference/lid/accuracy": 0.5},
+        "dpo": {"preference/lid/accuracy": 0.9667, "preference/lid/n": 60, "preference/asr/accuracy": 0.7},
+    }
+    lines = pair_table(metrics).splitlines()
+    assert lines[2] == "| asr: transcript vs one word swapped | 0 | n/a | 0.70 |"
+    assert lines[3] == "| lid: language label vs a wrong one | 60 | 0.50 | 0.97 |"
+    assert len(lines) == 4  # no chat pairs were reported
 
 
 def test_targets_report_measured_values_and_misses():
