@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
-from lalm.data.collators import ConversationCollator, model_inputs
+from lalm.data.collators import CollatorConfig, ConversationCollator, model_inputs
 from lalm.data.dataset import ManifestDataset
 
 pytestmark = pytest.mark.distributed
@@ -76,7 +76,8 @@ def test_two_ranks_match_one(chains, corpus_dir, zero, stage):
     model = Qwen2AudioForConditionalGeneration.from_pretrained(final).eval()
     reference = Qwen2AudioForConditionalGeneration.from_pretrained(chains["single"] / stage / "final").eval()
     dataset = ManifestDataset.from_manifest(str(corpus_dir / "sft" / "dev.jsonl"), "sft")
-    batch = ConversationCollator(AutoProcessor.from_pretrained(final))([dataset[0], dataset[1]])
+    full = CollatorConfig(trim_audio=False)  # stock transformers' encoder takes the full window
+    batch = ConversationCollator(AutoProcessor.from_pretrained(final), full)([dataset[0], dataset[1]])
     with torch.no_grad():
         torch.testing.assert_close(
             model(**model_inputs(batch)).logits, reference(**model_inputs(batch)).logits, rtol=1e-3, atol=1e-3

@@ -92,6 +92,22 @@ def test_unknown_task_empty_manifest_and_missing_processor(corpus_dir, checkpoin
         )
 
 
+def test_tasks_filter_generates_only_those_tasks(corpus_dir, checkpoint, tmp_path):
+    manifest = corpus_dir / "pretrain" / "test.jsonl"
+    records = [json.loads(line) for line in manifest.read_text().splitlines()][:40]
+    cfg = EvalConfig(
+        checkpoint=str(checkpoint), manifests=[str(manifest)], output_dir=str(tmp_path), max_examples=40
+    )
+    cfg.tasks, cfg.generation.max_new_tokens = ["lid", "gender"], 4
+    run_evaluation(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [r["id"] for r in records if r["task"] in ("lid", "gender")]
+    assert rows  # the test corpus has both tasks in its first 40 records
+    cfg.tasks = ["karaoke"]
+    with pytest.raises(ValueError, match=r"tasks=\['karaoke'\] are not tasks"):
+        run_evaluation(cfg)
+
+
 def test_judge_uses_an_openai_compatible_endpoint():
     seen = []
 

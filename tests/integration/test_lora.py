@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
-from lalm.data.collators import ConversationCollator, model_inputs
+from lalm.data.collators import CollatorConfig, ConversationCollator, model_inputs
 from lalm.data.dataset import ManifestDataset
 from tests.integration.runs import run_stage
 
@@ -61,10 +61,11 @@ def test_export_is_merged_and_matches_the_adapted_model(lora_runs, corpus_dir, s
     model = Qwen2AudioForConditionalGeneration.from_pretrained(final).eval()
     processor = AutoProcessor.from_pretrained(final)
     dataset = ManifestDataset.from_manifest(str(corpus_dir / "sft" / "dev.jsonl"), "sft")
-    batch = ConversationCollator(processor)([dataset[0]])
+    batch = ConversationCollator(processor, CollatorConfig(trim_audio=False))([dataset[0]])  # stock encoder
+    trimmed = ConversationCollator(processor)([dataset[0]])
     with torch.no_grad():
         loaded = model(**model_inputs(batch)).logits
-        adapted = trainer.engine.module.eval()(**model_inputs(batch)).logits  # adapters still separate
+        adapted = trainer.engine.module.eval()(**model_inputs(trimmed)).logits  # adapters still separate
     torch.testing.assert_close(loaded, adapted, rtol=1e-5, atol=1e-5)
     start = Qwen2AudioForConditionalGeneration.from_pretrained(
         out / ("pretrain" if stage == "sft" else "sft") / "final"

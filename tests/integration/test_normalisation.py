@@ -13,6 +13,7 @@ from transformers import Qwen2AudioForConditionalGeneration
 
 from lalm.data.collators import model_inputs
 from lalm.losses.token import lm_loss_sum
+from lalm.models.encoder import enable_length_aware_encoder
 from tests.integration.runs import run_stage
 
 LR, EPS = 1.0, 1.0
@@ -44,7 +45,7 @@ def _delta(corpus_dir, out, start, micro):
 
 def _expected_delta(trainer, start):
     """The same 4 examples, one plain transformers forward/backward of the mean token loss."""
-    model = Qwen2AudioForConditionalGeneration.from_pretrained(start).train()
+    model = enable_length_aware_encoder(Qwen2AudioForConditionalGeneration.from_pretrained(start).train())
     stream = trainer.stage.sample_stream(trainer.data.train, trainer.data.seed)
     batch = trainer.data.collator([trainer.data.train[stream[k]] for k in range(4)])
     loss_sum, tokens = lm_loss_sum(model(**model_inputs(batch)).logits, batch["labels"])

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
-from lalm.data.collators import ConversationCollator, model_inputs
+from lalm.data.collators import CollatorConfig, ConversationCollator, model_inputs
 from lalm.data.dataset import ManifestDataset
 from tests.integration.runs import run_stage, snapshot
 
@@ -81,11 +81,13 @@ def test_final_loads_with_transformers_and_matches(chain, corpus_dir, stage):
     model = Qwen2AudioForConditionalGeneration.from_pretrained(final).eval()
     processor = AutoProcessor.from_pretrained(final)
     dataset = ManifestDataset.from_manifest(str(corpus_dir / "sft" / "dev.jsonl"), "sft")
-    batch = ConversationCollator(processor)([dataset[0], dataset[1]])
+    examples = [dataset[0], dataset[1]]
+    full = ConversationCollator(processor, CollatorConfig(trim_audio=False))(examples)  # stock encoder
+    trimmed = ConversationCollator(processor)(examples)  # lalm's encoder on the real audio length
     trained = trainer.engine.module.eval()
     with torch.no_grad():
-        expected = trained(**model_inputs(batch)).logits
-        loaded = model(**model_inputs(batch)).logits
+        expected = trained(**model_inputs(trimmed)).logits
+        loaded = model(**model_inputs(full)).logits
     torch.testing.assert_close(loaded, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from lalm.data.prompts import TASKS
+
 STAGE_NAMES = ("pretrain", "sft", "dpo")
 
 
@@ -199,10 +201,16 @@ def validate(cfg: TrainConfig, world_size: int) -> None:
         _check(0 <= stage.label_smoothing < 0.5, "stage.label_smoothing must be in [0, 0.5)", errors)
         _check(stage.rpo_alpha >= 0, f"stage.rpo_alpha must be >= 0, got {stage.rpo_alpha}", errors)
     if stage.name == "pretrain":
+        weights = dict(stage.task_weights)
+        left_out = {task for task, weight in weights.items() if weight == 0}
         _check(
-            all(w >= 0 for w in stage.task_weights.values()),
-            f"stage.task_weights must be >= 0, got {dict(stage.task_weights)}",
+            all(w >= 0 for w in weights.values()) and bool(set(TASKS) - left_out),
+            f"stage.task_weights must be >= 0 and leave some task in, got {weights}",
             errors,
+        )
+        unknown = sorted(set(weights) - set(TASKS))
+        _check(
+            not unknown, f"stage.task_weights names unknown tasks {unknown}; tasks are {list(TASKS)}", errors
         )
     if stage.name == "sft":
         _check(

@@ -149,7 +149,8 @@ def _messages(value: Any, base: Path, check_files: bool, ends_with: str, field: 
 
 
 def _optional_task(record: Record) -> str | None:
-    """SFT and DPO records may name what they ask (any label, e.g. lid); evaluation reports per task."""
+    """SFT and DPO records may name what they ask (any label, e.g. lid; for multi-turn SFT, the first
+    turn's task). Evaluation reports DPO preference per task; SFT's is kept for inspection."""
     task = record.get("task")
     if task is not None and not (isinstance(task, str) and task):
         raise _Invalid(f"field 'task' must be a non-empty string when given, got {task!r}")

@@ -14,6 +14,7 @@ import torch
 from lalm.config.model import PretrainedModelConfig
 from lalm.data.collators import CollatorConfig, PreferenceCollator, model_inputs
 from lalm.data.dataset import ManifestDataset
+from lalm.data.prompts import TASKS
 from lalm.data.sampling import evaluation_batches
 from lalm.errors import ManifestError
 from lalm.eval.generation import GenerationConfig, gather_dicts, generate_all
@@ -32,6 +33,7 @@ class EvalConfig:
     output_dir: str = "???"
     batch_size: int = 8
     max_examples: int = 0  # per manifest; 0 = all
+    tasks: list[str] = field(default_factory=list)  # generation: only examples of these tasks; [] = all
     prompt_seed: int = 0
     reference: str | None = None  # DPO reference for implicit rewards (the SFT model)
     beta: float = 0.1
@@ -52,14 +54,14 @@ def manifest_kind(path: str) -> str:
 class _Prompts:
     """Examples for generation: the conversation up to its last user turn (audio decoded lazily)."""
 
-    def __init__(self, dataset: ManifestDataset, count: int) -> None:
-        self.dataset, self.count = dataset, count
+    def __init__(self, dataset: ManifestDataset, indices: list[int]) -> None:
+        self.dataset, self.indices = dataset, indices
 
     def __len__(self) -> int:
-        return self.count
+        return len(self.indices)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        example = self.dataset[index]
+        example = self.dataset[self.indices[index]]
         messages = example["messages"]
         last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
         return {"id": example["id"], "messages": messages[: last_user + 1]}
@@ -89,9 +91,13 @@ def evaluate_generation(
 ) -> list[dict[str, Any]]:
     dataset = ManifestDataset.from_manifest(path, kind, cfg.prompt_seed)
     count = min(len(dataset), cfg.max_examples) if cfg.max_examples else len(dataset)
-    predictions = generate_all(model, processor, _Prompts(dataset, count), cfg.batch_size, cfg.generation)
+    indices = list(range(count))
+    if cfg.tasks:
+        tasks = [_meta(dataset.records[i], kind)["task"] for i in indices]
+        indices = [i for i, task in zip(indices, tasks, strict=True) if task in cfg.tasks]
+    predictions = generate_all(model, processor, _Prompts(dataset, indices), cfg.batch_size, cfg.generation)
     items = []
-    for index in range(count):
+    for index in indices:
         record = dataset.records[index]
         prediction = predictions[record["id"]]
         items.append(
@@ -127,7 +133,7 @@ def evaluate_preference(
         policy = sequence_logps(model(**inputs).logits, batch["labels"].to(device()))[0]
         ref = (
             sequence_logps(reference(**inputs).logits, batch["labels"].to(device()))[0]
-            if reference
+            if reference is not None
             else policy * 0
         )
         for j, example_id in enumerate(batch["ids"]):
@@ -148,7 +154,7 @@ def evaluate_preference(
             "logps/rejected": r,
             **(
                 {"rewards/chosen": cfg.beta * (c - rc), "rewards/rejected": cfg.beta * (r - rr)}
-                if reference
+                if reference is not None
                 else {}
             ),
         }
@@ -183,6 +189,9 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, float]:
     """Evaluate cfg.checkpoint on every manifest; rank 0 writes the outputs. Returns the metrics."""
     if not cfg.manifests:
         raise ValueError("no eval manifests given: set manifests=[...]")
+    unknown = sorted(set(cfg.tasks) - {*TASKS, "chat"})
+    if unknown:
+        raise ValueError(f"tasks={unknown} are not tasks; choose from {[*TASKS, 'chat']}")
     kinds = {path: manifest_kind(path) for path in cfg.manifests}
     model, processor = _load(cfg.checkpoint)
     reference = _load(cfg.reference)[0] if cfg.reference and "dpo" in kinds.values() else None

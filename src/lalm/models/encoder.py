@@ -41,14 +41,14 @@ def trim_features(features: torch.Tensor, attention_mask: torch.Tensor) -> tuple
 def _length_aware_forward(
     self: Any, input_features: torch.Tensor, attention_mask: Any = None, **kwargs: Any
 ) -> BaseModelOutput:
-    """Qwen2AudioEncoder.forward for any even number of mel frames up to the window.
+    """Qwen2AudioEncoder.forward for the full window or any multiple of 4 mel frames below it.
 
-    input_features (C, mel, T) with T <= 2 x max_source_positions and T % 4 == 0; attention_mask is the
-    (C, 1, T/2, T/2) mask Qwen2AudioModel builds from the feature mask. -> last_hidden_state (C, T/4, d).
+    input_features (C, mel, T) with T <= 2 x max_source_positions; attention_mask is the mask
+    Qwen2AudioModel builds from the feature mask for T/2 positions. -> last_hidden_state (C, ~T/4, d).
     """
     frames = input_features.shape[-1]
     window = self.config.max_source_positions * self.conv1.stride[0] * self.conv2.stride[0]
-    if frames > window or frames % FRAME_MULTIPLE:
+    if frames > window or (frames % FRAME_MULTIPLE and frames != window):
         raise ValueError(
             f"audio features have {frames} mel frames; the encoder takes a multiple of "
             f"{FRAME_MULTIPLE} up to its window of {window} (pad or trim with lalm.models.encoder)"

@@ -24,6 +24,7 @@ from lalm.config.train import (
     manifest_path,
     validate,
 )
+from lalm.data.prompts import TASKS
 
 
 def _config(corpus_dir: Path, stage: StageConfig | None = None, **fields: object) -> TrainConfig:
@@ -115,6 +116,8 @@ def test_unknown_stage_name(corpus_dir):
         (SftStageConfig(chat_weight=1.5), "stage.chat_weight must be in [0, 1], got 1.5"),
         (DpoStageConfig(rpo_alpha=-1.0), "stage.rpo_alpha must be >= 0, got -1.0"),
         (PretrainStageConfig(task_weights={"asr": -1.0}), "stage.task_weights must be >= 0"),
+        (PretrainStageConfig(task_weights=dict.fromkeys(TASKS, 0.0)), "and leave some task in"),
+        (PretrainStageConfig(task_weights={"asr": 2.0, "karaoke": 1.0}), "unknown tasks ['karaoke']"),
     ],
 )
 def test_stage_values(corpus_dir, checkpoint, stage, fragment):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
-from transformers import Qwen2AudioForConditionalGeneration
+from transformers import Qwen2AudioEncoderConfig, Qwen2AudioForConditionalGeneration
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.models.qwen2_audio.modeling_qwen2_audio import Qwen2AudioEncoder
 
+from lalm.data.chat import audio_token_count
 from lalm.data.collators import CollatorConfig, ConversationCollator, model_inputs
 from lalm.data.dataset import ManifestDataset
-from lalm.models.encoder import enable_length_aware_encoder, trim_features, trimmed_length
+from lalm.models.encoder import enable_length_aware_encoder, make_length_aware, trim_features, trimmed_length
 
 
 def test_trimmed_length_by_hand() -> None:
@@ -39,11 +44,11 @@ def test_trimmed_batch_gives_the_full_window_logits(tiny, corpus_dir) -> None:  
     assert trimmed["input_features"].shape[-1] < window  # the corpus' clips are shorter than the window
     assert torch.equal(full["input_ids"], trimmed["input_ids"])
     stock = Qwen2AudioForConditionalGeneration(model.config).eval()  # transformers' own encoder forward
-    stock.load_state_dict(model.state_dict(), strict=False)
-    model.eval()
+    stock.load_state_dict(model.state_dict(), strict=True)
+    aware = enable_length_aware_encoder(copy.deepcopy(model).eval())
     with torch.no_grad():
         expected = stock(**model_inputs(full), use_cache=False).logits
-        got = model(**model_inputs(trimmed), use_cache=False).logits
+        got = aware(**model_inputs(trimmed), use_cache=False).logits
     keep = full["attention_mask"].bool()
     assert torch.allclose(got[keep], expected[keep], atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="expects the mel input features"):
@@ -60,9 +65,42 @@ def test_clip_features_do_not_depend_on_the_batch(processor, corpus_dir) -> None
     assert torch.equal(together["input_features"][0, :, :frames], alone["input_features"][0])
 
 
+def test_every_clip_length_matches_the_full_window() -> None:
+    # A 64-frame window, every real length 1..64, padding frames of random values (not zeros): the two
+    # frames kept past the longest clip are what conv1 and conv2 read at its end (EDGE_FRAMES).
+    config = Qwen2AudioEncoderConfig(
+        num_mel_bins=8,
+        encoder_layers=1,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=16,
+        d_model=8,
+        max_source_positions=32,
+    )
+    torch.manual_seed(0)
+    stock = Qwen2AudioEncoder(config).eval()
+    aware = make_length_aware(copy.deepcopy(stock))
+    for length in range(1, 65):
+        features = torch.randn(1, 8, 64)
+        mask = (torch.arange(64) < length).long()[None]
+        cut, cut_mask = trim_features(features, mask)
+        with torch.no_grad():
+            expected = stock(features, attention_mask=_encoder_mask(stock, mask)).last_hidden_state
+            got = aware(cut, attention_mask=_encoder_mask(aware, cut_mask)).last_hidden_state
+        real = audio_token_count(length)
+        torch.testing.assert_close(got[:, :real], expected[:, :real], rtol=1e-5, atol=1e-6, msg=f"L={length}")
+
+
+def _encoder_mask(encoder, feature_mask: torch.Tensor):  # noqa: ANN001, ANN202
+    """The mask Qwen2AudioModel.forward builds for its encoder, for conv2's T/2 positions."""
+    lengths = (feature_mask.sum(-1) - 1) // 2 + 1
+    positions = (feature_mask.shape[-1] - 2) // 2 + 1
+    mask_2d = (torch.arange(positions)[None, :] < lengths[:, None]).long()
+    dummy = torch.zeros(feature_mask.shape[0], positions, 1)
+    return create_bidirectional_mask(config=encoder.config, inputs_embeds=dummy, attention_mask=mask_2d)
+
+
 def test_encoder_refuses_lengths_it_cannot_pool(tiny) -> None:  # noqa: ANN001
     model, _ = tiny
-    enable_length_aware_encoder(model)  # idempotent
     encoder = model.get_submodule("model.audio_tower")
     mel = model.config.audio_config.num_mel_bins
     with pytest.raises(ValueError, match="multiple of 4"):
