@@ -59,7 +59,11 @@ def test_script_writes_metrics_table_and_predictions(corpus_dir, checkpoint, tmp
     # The policy is its own reference: every reward is 0, so no pair is preferred and the margin is 0.
     assert metrics["preference/accuracy"] == 0.0 and metrics["preference/margin"] == 0.0
     # Per pair task (the recipe's DPO records name theirs): the counts add up to all pairs.
-    per_task = {k.split("/")[1]: v for k, v in metrics.items() if k.count("/") == 2 and k.endswith("/n")}
+    per_task = {
+        k.split("/")[1]: v
+        for k, v in metrics.items()
+        if k.startswith("preference/") and k.count("/") == 2 and k.endswith("/n")
+    }
     assert set(per_task) <= {"chat", "asr", "lid"} and per_task and sum(per_task.values()) == sizes["dpo"]
     pairs = [json.loads(line) for line in (tmp_path / "preferences.jsonl").read_text().splitlines()]
     assert len(pairs) == sizes["dpo"] and all(p["rewards/chosen"] == 0.0 for p in pairs)

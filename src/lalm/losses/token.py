@@ -42,8 +42,8 @@ def token_logps(
 
     Equal to `log_softmax(logits.float(), -1)[:, :-1].gather(-1, labels[:, 1:])` (masked), without the
     (B, L, V) float32 copy: rows of the flattened logits are taken `chunk_elements // V` at a time and
-    only that chunk is upcast. With autograd on, each chunk is recomputed in backward (activation
-    checkpointing) instead of keeping its float32 copy alive until then.
+    only that chunk is upcast. With autograd on and bf16/fp16 logits, each chunk is recomputed in
+    backward (activation checkpointing) instead of keeping its float32 copy alive until then.
     """
     if logits.ndim != 3 or labels.shape != logits.shape[:2]:
         raise ValueError(
@@ -55,7 +55,9 @@ def token_logps(
     supervised = targets != IGNORE_INDEX
     targets = targets.masked_fill(~supervised, 0)
     rows = max(1, chunk_elements // vocab)
-    use_checkpoint = torch.is_grad_enabled() and logits.requires_grad
+    # Checkpointing only pays for a low-precision input, whose float32 copy it avoids keeping; float32
+    # logits are upcast to themselves, so recomputing their chunks in backward would buy no memory.
+    use_checkpoint = torch.is_grad_enabled() and logits.requires_grad and logits.dtype != torch.float32
     chunks = []
     # flatten(0, 1) is a view of contiguous logits, and split() gives views: no copy in the logits dtype.
     for logits_chunk, targets_chunk in zip(

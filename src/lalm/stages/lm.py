@@ -74,31 +74,38 @@ class LanguageModelingStage:
         if not self.ctc_weight or "input_features" not in batch:
             loss_sum, tokens = lm_loss_sum(logits_of(engine, batch), labels)
             return StepOutput(loss=loss_sum, units=float(tokens))
-        logits, ctc_logits = self._forward_with_ctc(engine, batch)
-        loss_sum, tokens = lm_loss_sum(logits, labels)
         masked = {
             **batch,
             "tasks": [
                 t if w > 0 else None for t, w in zip(batch["tasks"], batch["example_weights"], strict=True)
             ],
         }
+        targets = ctc_targets(masked, self.special_ids)
+        keep = [i for i, target in enumerate(targets) if target is not None and len(target) > 0]
+        logits, ctc_logits = self._forward_with_ctc(engine, batch, keep)
+        loss_sum, tokens = lm_loss_sum(logits, labels)
         encoder: Any = find_module(engine.module, "audio_tower")
         lengths = encoder._get_feat_extract_output_lengths(batch["feature_attention_mask"].sum(-1))[1]
-        ctc = ctc_loss_sum(ctc_logits, lengths, ctc_targets(masked, self.special_ids), self.blank)
+        kept_lengths = lengths[torch.tensor(keep, dtype=torch.long, device=lengths.device)]
+        ctc = ctc_loss_sum(ctc_logits, kept_lengths, [targets[i] for i in keep], self.blank)
         total = loss_sum + self.ctc_weight * ctc
         metrics = {"ctc": float(ctc.detach()), "lm_loss": float(loss_sum.detach())}
         return StepOutput(loss=total, units=float(tokens), metrics=metrics)
 
-    def _forward_with_ctc(self, engine: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits, and the CTC head applied to the encoder output inside the same forward pass (a hook on
-        the projector), so ZeRO-3 gathers the head's weights like any other module's."""
+    def _forward_with_ctc(
+        self, engine: Any, batch: Batch, keep: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits, and the CTC head applied to the encoder output of the clips `keep` (those with a CTC
+        target) inside the same forward pass (a hook on the projector), so ZeRO-3 gathers the head's
+        weights like any other module's. The head runs even on no clips, so every rank calls it."""
         if len(batch["audio_clip_index"]) != len(batch["ids"]):
             raise ValueError("the CTC loss needs exactly one clip per example (pretraining records)")
         head: Any = find_module(engine.module, HEAD_NAME)
         captured: dict[str, torch.Tensor] = {}
 
         def hook(module: Any, args: tuple[torch.Tensor, ...], output: Any) -> None:
-            captured["ctc"] = head(args[0])
+            index = torch.tensor(keep, dtype=torch.long, device=args[0].device)
+            captured["ctc"] = head(args[0].index_select(0, index))
 
         handle = find_module(engine.module, "multi_modal_projector").register_forward_hook(hook)
         try:

@@ -6,7 +6,9 @@ from collections import Counter
 
 import pytest
 
-from lalm.stages.lm import task_mixture
+from lalm.config.train import DataConfig, PretrainStageConfig, SftStageConfig, TrainConfig
+from lalm.stages.lm import LanguageModelingStage, task_mixture
+from lalm.training.build import build_stage
 
 TASKS = ["asr"] * 60 + ["lid"] * 20 + ["sound"] * 20
 
@@ -25,3 +27,14 @@ def test_task_weights_scale_each_example_of_a_task() -> None:
 def test_unknown_task_is_named() -> None:
     with pytest.raises(ValueError, match=r"\['caption'\].*\['asr', 'lid', 'sound'\]"):
         task_mixture(TASKS, {"caption": 2.0}, seed=0)
+
+
+def test_build_stage_hands_the_weights_to_pretraining_only() -> None:
+    weights = {"asr": 3.0}
+    pretrain = TrainConfig(
+        stage=PretrainStageConfig(task_weights=weights), data=DataConfig(dir="d"), output_dir="o"
+    )
+    stage, reference = build_stage(pretrain)
+    assert isinstance(stage, LanguageModelingStage) and stage.task_weights == weights and reference is None
+    sft = TrainConfig(stage=SftStageConfig(), data=DataConfig(dir="d"), output_dir="o")
+    assert build_stage(sft)[0].task_weights == {}
