@@ -49,7 +49,11 @@ def test_loss_falls_and_greedy_decoding_reproduces_a_transcript(corpus_dir, tmp_
     model = trainer.engine.module.eval()
     dataset = ManifestDataset.from_manifest(str(manifest), "pretrain")
     predictions = generate_all(
-        model, trainer.processor, _Prompts(dataset, list(range(len(dataset)))), 6, GenerationConfig(max_new_tokens=32)
+        model,
+        trainer.processor,
+        _Prompts(dataset, list(range(len(dataset)))),
+        6,
+        GenerationConfig(max_new_tokens=32),
     )
     exact = [predictions[dataset.records[i]["id"]] == transcripts[i] for i in range(len(dataset))]
     assert sum(exact) >= len(exact) // 2, list(predictions.values())
