@@ -227,8 +227,8 @@ def write_outputs(
     (out / "metrics.json").write_text(
         json.dumps({"checkpoint": cfg.checkpoint, "metrics": metrics}, indent=2) + "\n"
     )
-    rows = [f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items())]
-    table = "\n".join(["| metric | value |", "|---|---|", *rows])
+    lines = [f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items())]
+    table = "\n".join(["| metric | value |", "|---|---|", *lines])
     (out / "metrics.md").write_text(f"# Evaluation of `{cfg.checkpoint}`\n\n{table}\n")
     for name, rows in (("predictions.jsonl", items), ("preferences.jsonl", pairs or [])):
         with (out / name).open("w", encoding="utf-8") as handle:

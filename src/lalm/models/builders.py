@@ -199,7 +199,8 @@ def build_pretrained(cfg: PretrainedModelConfig) -> ModelAndProcessor:
         raise FileNotFoundError(f"model.path={cfg.path!r} holds no processor (preprocessor_config.json)")
     model = Qwen2AudioForConditionalGeneration.from_pretrained(cfg.path)
     processor = AutoProcessor.from_pretrained(cfg.path)
-    return enable_length_aware_encoder(model), processor
+    enable_length_aware_encoder(model)
+    return model, processor
 
 
 BUILDERS: dict[str, Callable[[Any], ModelAndProcessor]] = {
