@@ -150,11 +150,7 @@ def pretrain_records(clips: list[Clip], seed: int) -> list[Record]:
 
 def _analysis_tasks(clip: Clip) -> tuple[str, ...]:
     """Tasks an SFT instruction may ask about `clip`; ASR twice, so a third of speech turns are ASR."""
-    if clip.kind == "speech":
-        return ("asr", "asr", *SPEECH_TASKS)
-    if clip.kind == "mix":
-        return ("asr", "caption")
-    return ("sound", "caption", "count") if clip.info["sound"] == "beeps" else ("sound", "caption")
+    return ("asr", "asr", *SPEECH_TASKS) if clip.kind == "speech" else _tasks(clip, 0)
 
 
 def _analysis(clip: Clip, index: int, seed: int) -> Record:

@@ -15,11 +15,10 @@ import time
 
 import torch
 from transformers import Qwen2AudioEncoderConfig
-from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.qwen2_audio.modeling_qwen2_audio import Qwen2AudioEncoder
 
 from lalm.data.chat import audio_token_count
-from lalm.models.encoder import make_length_aware, trim_features
+from lalm.models.encoder import encoder_attention_mask, make_length_aware, trim_features
 
 PRESETS = {
     # Qwen2-Audio-7B's audio tower: Whisper-large-v3's encoder (32 layers, 1280 wide, 128 mel bins).
@@ -41,17 +40,6 @@ def _inputs(
     mask = torch.zeros(batch, window, dtype=torch.long, device=device)
     mask[:, : int(seconds * 100)] = 1  # 100 mel frames per second
     return features, mask
-
-
-def _attention_mask(
-    encoder: Qwen2AudioEncoder, feature_mask: torch.Tensor, dtype: torch.dtype
-) -> torch.Tensor:
-    """The mask Qwen2AudioModel hands its encoder, built the same way (after conv2 halves the frames)."""
-    lengths = (feature_mask.sum(-1) - 1) // 2 + 1
-    positions = feature_mask.shape[-1] // 2
-    mask_2d = (torch.arange(positions, device=feature_mask.device)[None, :] < lengths[:, None]).long()
-    dummy = torch.zeros(feature_mask.shape[0], positions, 1, dtype=dtype, device=feature_mask.device)
-    return create_bidirectional_mask(config=encoder.config, inputs_embeds=dummy, attention_mask=mask_2d)
 
 
 def _time(step, repeats: int, device: str) -> float:  # noqa: ANN001
@@ -86,8 +74,8 @@ def main() -> None:
     features, mask = _inputs(config, args.batch, args.seconds, args.device)
     short_features, short_mask = trim_features(features, mask)
     runs = {
-        "full window": (stock, features.to(dtype), _attention_mask(stock, mask, dtype)),
-        "real length": (aware, short_features.to(dtype), _attention_mask(aware, short_mask, dtype)),
+        "full window": (stock, features.to(dtype), encoder_attention_mask(config, mask, dtype)),
+        "real length": (aware, short_features.to(dtype), encoder_attention_mask(config, short_mask, dtype)),
     }
     print(
         f"encoder {args.preset}, batch {args.batch} x {args.seconds:g} s in a 30-s window, "

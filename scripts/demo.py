@@ -84,8 +84,6 @@ QUICK = {
     ],
     "eval_examples": "24",
 }
-ROWS = ("init", "pretrain", "sft", "dpo")
-LABELS = {"init": "random init", "pretrain": "pretrain", "sft": "sft", "dpo": "dpo"}
 
 
 class Runner:
@@ -182,7 +180,7 @@ def main() -> None:
             ],
         )
     train_and_evaluate(runner, plan, data)
-    from scripts.demo_report import write_report
+    from scripts.demo_report import ROWS, write_report
 
     metrics = {row: json.loads((out / "eval" / row / "metrics.json").read_text())["metrics"] for row in ROWS}
     write_report(out, metrics, runner.commands, runner.seconds, time.time() - start, quick=args.quick)

@@ -96,9 +96,11 @@ def plot_curves(out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     names = []
+    train: dict[str, list[dict[str, Any]]] = {}
     for stage in ("pretrain", "sft", "dpo"):
-        records = [r for r in _records(out / "runs" / stage / "metrics.jsonl") if "lr" in r]
-        evals = [r for r in _records(out / "runs" / stage / "metrics.jsonl") if "eval/loss" in r]
+        logged = _records(out / "runs" / stage / "metrics.jsonl")
+        records = train[stage] = [r for r in logged if "lr" in r]
+        evals = [r for r in logged if "eval/loss" in r]
         if not records:
             continue
         figure, axis = plt.subplots(figsize=(6, 3.5))
@@ -110,7 +112,7 @@ def plot_curves(out: Path) -> list[str]:
         figure.savefig(out / f"{stage}_loss.png", dpi=100)
         plt.close(figure)
         names.append(f"{stage}_loss.png")
-    dpo = [r for r in _records(out / "runs" / "dpo" / "metrics.jsonl") if "lr" in r]
+    dpo = train["dpo"]
     if dpo:
         figure, axes = plt.subplots(1, 2, figsize=(10, 3.5))
         for axis, key in zip(axes, ("rewards/margins", "rewards/accuracies"), strict=True):

@@ -13,7 +13,9 @@ Supervised spans cover each assistant turn's content and its <|im_end|>, nothing
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+import torch
 
 from lalm.models.tokenizer import AUDIO, AUDIO_BOS, AUDIO_EOS, IM_END, IM_START
 
@@ -21,13 +23,15 @@ from lalm.models.tokenizer import AUDIO, AUDIO_BOS, AUDIO_EOS, IM_END, IM_START
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 
 Message = dict[str, Any]
+Frames = TypeVar("Frames", int, torch.Tensor)  # a count, or a tensor of counts
 
 
-def audio_token_count(num_mel_frames: int) -> int:
+def audio_token_count(num_mel_frames: Frames) -> Frames:
     """Encoder output frames for a clip of `num_mel_frames` real mel frames.
 
     conv2 (stride 2) then the stride-2 average pool: n = (((L - 1) // 2 + 1) - 2) // 2 + 1, the same
-    formula as Qwen2AudioProcessor; one token per 40 ms of audio, 25 per second, 750 for 30 s.
+    formula as Qwen2AudioProcessor; one token per 40 ms of audio, 25 per second, 750 for 30 s. Works on
+    an int or elementwise on a tensor of counts.
     """
     return (((num_mel_frames - 1) // 2 + 1) - 2) // 2 + 1
 

@@ -41,7 +41,7 @@ from lalm.data.chat import (
     render_chatml,
     supervised_mask,
 )
-from lalm.models.encoder import trim_features
+from lalm.models.encoder import trim_features, trimmed_length
 from lalm.models.tokenizer import ENDOFTEXT
 
 IGNORE_INDEX = -100
@@ -98,17 +98,27 @@ class _BaseCollator:
     def _features(self, clips: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
         if not clips:
             return {}
-        out = self.feature_extractor(
+        extractor = self.feature_extractor
+        samples = extractor.n_samples
+        if self.config.trim_audio:
+            # Log-mels only as far as the cut reaches: frame i reads samples up to i x hop + n_fft / 2, so
+            # padding to that many samples gives the kept frames exactly as the full window would (the
+            # per-clip maximum the extractor clamps against comes from the clip, not its padding).
+            longest = max(mel_frame_count(len(clip), extractor.hop_length) for clip in clips)
+            frames = trimmed_length(torch.tensor([longest]), extractor.nb_max_frames)
+            reach = frames + -(-(extractor.n_fft // 2) // extractor.hop_length)
+            samples = min(samples, reach * extractor.hop_length)
+        out = extractor(
             list(clips),
-            sampling_rate=self.feature_extractor.sampling_rate,
+            sampling_rate=extractor.sampling_rate,
             padding="max_length",
+            max_length=samples,
             return_attention_mask=True,
             return_tensors="pt",
         )
         features, mask = out["input_features"].float(), out["attention_mask"].long()
         if self.config.trim_audio:
-            # Features are computed in the full window, then cut: a clip's frames do not depend on
-            # which clips share its batch.
+            # A clip's frames do not depend on which clips share its batch (tested against the full window).
             features, mask = trim_features(features, mask)
         return {"input_features": features, "feature_attention_mask": mask}
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from lalm.config.model import PretrainedModelConfig
-from lalm.data.collators import CollatorConfig, PreferenceCollator, model_inputs
+from lalm.data.collators import CollatorConfig, PreferenceCollator
 from lalm.data.dataset import ManifestDataset
 from lalm.data.prompts import TASKS
 from lalm.data.sampling import evaluation_batches
@@ -23,6 +23,7 @@ from lalm.eval.metrics import preference_summary
 from lalm.eval.scoring import score_generations
 from lalm.losses.token import sequence_logps
 from lalm.models.builders import build_pretrained
+from lalm.stages.base import logits_of, to_device
 from lalm.training.distributed import device, is_main, rank, world_size
 
 
@@ -91,20 +92,19 @@ def evaluate_generation(
 ) -> list[dict[str, Any]]:
     dataset = ManifestDataset.from_manifest(path, kind, cfg.prompt_seed)
     count = min(len(dataset), cfg.max_examples) if cfg.max_examples else len(dataset)
-    indices = list(range(count))
-    if cfg.tasks:
-        tasks = [_meta(dataset.records[i], kind)["task"] for i in indices]
-        indices = [i for i, task in zip(indices, tasks, strict=True) if task in cfg.tasks]
+    records = dataset.records.select(range(count)).to_list()  # one read; each is used twice below
+    metas = [_meta(record, kind) for record in records]
+    indices = [i for i, meta in enumerate(metas) if not cfg.tasks or meta["task"] in cfg.tasks]
     predictions = generate_all(model, processor, _Prompts(dataset, indices), cfg.batch_size, cfg.generation)
     items = []
     for index in indices:
-        record = dataset.records[index]
+        record = records[index]
         prediction = predictions[record["id"]]
         items.append(
             {
                 "id": record["id"],
                 "manifest": path,
-                **_meta(record, kind),
+                **metas[index],
                 "prediction": prediction if prediction is not None else "",
                 "dropped": prediction is None,
             }
@@ -127,14 +127,13 @@ def evaluate_preference(
         real = [dataset[i] for i, is_real in pairs if is_real]
         if not real:
             continue
-        batch = collator(real)
+        batch = to_device(collator(real), device())
         n = batch["num_pairs"]
-        inputs = {k: v.to(device()) for k, v in model_inputs(batch).items()}
-        policy = sequence_logps(model(**inputs).logits, batch["labels"].to(device()))[0]
+        policy = sequence_logps(logits_of(model, batch), batch["labels"])[0]
         ref = (
-            sequence_logps(reference(**inputs).logits, batch["labels"].to(device()))[0]
+            sequence_logps(logits_of(reference, batch), batch["labels"])[0]
             if reference is not None
-            else policy * 0
+            else torch.zeros_like(policy)
         )
         for j, example_id in enumerate(batch["ids"]):
             local[example_id] = (float(policy[j]), float(policy[n + j]), float(ref[j]), float(ref[n + j]))

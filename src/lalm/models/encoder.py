@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import BaseModelOutput
 
 # Frames kept after the longest clip: conv1's last real output reads one frame further, and conv2
@@ -36,6 +37,18 @@ def trim_features(features: torch.Tensor, attention_mask: torch.Tensor) -> tuple
     """Cut full-window features (C, mel, W) and their mask (C, W) to the batch's trimmed length."""
     keep = trimmed_length(attention_mask.sum(-1), features.shape[-1])
     return features[..., :keep].contiguous(), attention_mask[:, :keep].contiguous()
+
+
+def encoder_attention_mask(
+    config: Any, feature_mask: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> Any:
+    """The attention mask Qwen2AudioModel.forward hands its encoder for (C, T) feature masks: real vs
+    padded positions after conv2, which halves the frames. For calling an encoder on its own."""
+    lengths = (feature_mask.sum(-1) - 1) // 2 + 1
+    positions = (feature_mask.shape[-1] - 2) // 2 + 1
+    mask_2d = (torch.arange(positions, device=feature_mask.device)[None, :] < lengths[:, None]).long()
+    dummy = torch.zeros(feature_mask.shape[0], positions, 1, dtype=dtype, device=feature_mask.device)
+    return create_bidirectional_mask(config=config, inputs_embeds=dummy, attention_mask=mask_2d)
 
 
 def _length_aware_forward(

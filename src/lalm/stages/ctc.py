@@ -40,12 +40,13 @@ def ctc_targets(batch: dict[str, Any], skip_ids: set[int]) -> list[torch.Tensor 
     exactly one clip, else None. Assumes conversation rows (pretrain), one clip per row."""
     targets: list[torch.Tensor | None] = []
     tasks = batch.get("tasks") or [None] * len(batch["ids"])
+    skip = torch.tensor(sorted(skip_ids), device=batch["input_ids"].device)
     for row, task in enumerate(tasks):
         if task != "asr":
             targets.append(None)
             continue
         ids = batch["input_ids"][row][batch["labels"][row] != IGNORE_INDEX]
-        targets.append(ids[~torch.isin(ids, torch.tensor(sorted(skip_ids), device=ids.device))])
+        targets.append(ids[~torch.isin(ids, skip)])
     return targets
 
 

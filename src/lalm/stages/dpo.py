@@ -37,24 +37,23 @@ class DpoStage:
     def count_units(self, batch: Batch) -> float:
         return float(batch["example_weights"].sum())
 
-    def _logps(self, model: Any, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(2B,) completion log-probs, summed (IPO: the per-token mean, as its authors and TRL use), and
-        (2B,) completion token counts."""
-        logps, counts = sequence_logps(logits_of(model, batch), batch["labels"])
-        return (logps / counts.clamp(min=1) if self.cfg.loss == "ipo" else logps), counts
+    def _compared(self, logps: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """What the loss compares: summed log-probs, or for IPO the per-token mean (its authors, TRL)."""
+        return logps / counts.clamp(min=1) if self.cfg.loss == "ipo" else logps
 
     def _reference_logps(self, engine: Any, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
             if self.reference is not None:
-                return self._logps(self.reference, batch)[0]
+                return self._compared(*sequence_logps(logits_of(self.reference, batch), batch["labels"]))
             module = engine.module
             adapters_off = module.disable_adapter() if hasattr(module, "disable_adapter") else nullcontext()
             with adapters_off:
-                return self._logps(engine, batch)[0]
+                return self._compared(*sequence_logps(logits_of(engine, batch), batch["labels"]))
 
     def forward(self, engine: Any, batch: Batch) -> StepOutput:
         pairs = batch["num_pairs"]
-        policy, counts = self._logps(engine, batch)
+        summed, counts = sequence_logps(logits_of(engine, batch), batch["labels"])
+        policy = self._compared(summed, counts)
         reference = self._reference_logps(engine, batch)
         logps = (policy[:pairs], policy[pairs:], reference[:pairs], reference[pairs:])
         options = {"label_smoothing": self.cfg.label_smoothing} if self.cfg.loss == "sigmoid" else {}
@@ -64,9 +63,7 @@ class DpoStage:
             k: float((v * weights).sum()) for k, v in preference_metrics(*logps, beta=self.cfg.beta).items()
         }
         if self.cfg.rpo_alpha:
-            # IPO's log-probs are already per-token means: the NLL is then just their negative.
-            tokens = counts[:pairs] if self.cfg.loss != "ipo" else torch.ones_like(counts[:pairs])
-            nll = chosen_nll(policy[:pairs], tokens)
+            nll = chosen_nll(summed[:pairs], counts[:pairs])
             losses = losses + self.cfg.rpo_alpha * nll
             metrics["nll_loss"] = float((nll.detach() * weights).sum())
         return StepOutput(loss=(losses * weights).sum(), units=float(weights.sum()), metrics=metrics)

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from lalm.data.chat import audio_token_count
 from lalm.data.collators import CollatorConfig, ConversationCollator
 from lalm.data.sampling import EpochStream, MixtureStream
 from lalm.losses.token import lm_loss_sum
@@ -48,6 +49,7 @@ class LanguageModelingStage:
         self.name = name
         self.chat_weight = chat_weight
         self.task_weights = task_weights or {}
+        self._modules: dict[tuple[int, str], Any] = {}  # found once per model: a lookup walks all of it
         self.ctc_weight = ctc_weight
         self.special_ids = set(
             special_ids
@@ -74,18 +76,12 @@ class LanguageModelingStage:
         if not self.ctc_weight or "input_features" not in batch:
             loss_sum, tokens = lm_loss_sum(logits_of(engine, batch), labels)
             return StepOutput(loss=loss_sum, units=float(tokens))
-        masked = {
-            **batch,
-            "tasks": [
-                t if w > 0 else None for t, w in zip(batch["tasks"], batch["example_weights"], strict=True)
-            ],
-        }
-        targets = ctc_targets(masked, self.special_ids)
+        # Masked labels: weight-0 rows (evaluation padding) get empty targets and are left out.
+        targets = ctc_targets({**batch, "labels": labels}, self.special_ids)
         keep = [i for i, target in enumerate(targets) if target is not None and len(target) > 0]
         logits, ctc_logits = self._forward_with_ctc(engine, batch, keep)
         loss_sum, tokens = lm_loss_sum(logits, labels)
-        encoder: Any = find_module(engine.module, "audio_tower")
-        lengths = encoder._get_feat_extract_output_lengths(batch["feature_attention_mask"].sum(-1))[1]
+        lengths = audio_token_count(batch["feature_attention_mask"].sum(-1))  # encoder frames per clip
         kept_lengths = lengths[torch.tensor(keep, dtype=torch.long, device=lengths.device)]
         ctc = ctc_loss_sum(ctc_logits, kept_lengths, [targets[i] for i in keep], self.blank)
         total = loss_sum + self.ctc_weight * ctc
@@ -100,16 +96,22 @@ class LanguageModelingStage:
         weights like any other module's. The head runs even on no clips, so every rank calls it."""
         if len(batch["audio_clip_index"]) != len(batch["ids"]):
             raise ValueError("the CTC loss needs exactly one clip per example (pretraining records)")
-        head: Any = find_module(engine.module, HEAD_NAME)
+        head: Any = self._module(engine, HEAD_NAME)
         captured: dict[str, torch.Tensor] = {}
 
         def hook(module: Any, args: tuple[torch.Tensor, ...], output: Any) -> None:
             index = torch.tensor(keep, dtype=torch.long, device=args[0].device)
             captured["ctc"] = head(args[0].index_select(0, index))
 
-        handle = find_module(engine.module, "multi_modal_projector").register_forward_hook(hook)
+        handle = self._module(engine, "multi_modal_projector").register_forward_hook(hook)
         try:
             logits = logits_of(engine, batch)
         finally:
             handle.remove()
         return logits, captured["ctc"]
+
+    def _module(self, engine: Any, suffix: str) -> Any:
+        key = (id(engine.module), suffix)
+        if key not in self._modules:
+            self._modules[key] = find_module(engine.module, suffix)
+        return self._modules[key]

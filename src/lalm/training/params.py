@@ -9,11 +9,12 @@ from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
 
 from lalm.config.train import StageConfig
+from lalm.stages.ctc import HEAD_NAME
 
 # Parameter-name fragments of each part of Qwen2AudioForConditionalGeneration (also under peft's
 # "base_model.model." prefix, hence substring matching).
 PARTS = {
-    "encoder": ("model.audio_tower.", "lalm_ctc_head."),  # the auxiliary CTC head trains with the encoder
+    "encoder": ("model.audio_tower.", f"{HEAD_NAME}."),  # the auxiliary CTC head trains with the encoder
     "projector": ("model.multi_modal_projector.",),
     "llm": ("model.language_model.", "lm_head."),
 }

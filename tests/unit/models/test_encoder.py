@@ -7,13 +7,18 @@ import copy
 import pytest
 import torch
 from transformers import Qwen2AudioEncoderConfig, Qwen2AudioForConditionalGeneration
-from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.qwen2_audio.modeling_qwen2_audio import Qwen2AudioEncoder
 
 from lalm.data.chat import audio_token_count
 from lalm.data.collators import CollatorConfig, ConversationCollator, model_inputs
 from lalm.data.dataset import ManifestDataset
-from lalm.models.encoder import enable_length_aware_encoder, make_length_aware, trim_features, trimmed_length
+from lalm.models.encoder import (
+    enable_length_aware_encoder,
+    encoder_attention_mask,
+    make_length_aware,
+    trim_features,
+    trimmed_length,
+)
 
 
 def test_trimmed_length_by_hand() -> None:
@@ -84,19 +89,10 @@ def test_every_clip_length_matches_the_full_window() -> None:
         mask = (torch.arange(64) < length).long()[None]
         cut, cut_mask = trim_features(features, mask)
         with torch.no_grad():
-            expected = stock(features, attention_mask=_encoder_mask(stock, mask)).last_hidden_state
-            got = aware(cut, attention_mask=_encoder_mask(aware, cut_mask)).last_hidden_state
+            expected = stock(features, attention_mask=encoder_attention_mask(config, mask)).last_hidden_state
+            got = aware(cut, attention_mask=encoder_attention_mask(config, cut_mask)).last_hidden_state
         real = audio_token_count(length)
         torch.testing.assert_close(got[:, :real], expected[:, :real], rtol=1e-5, atol=1e-6, msg=f"L={length}")
-
-
-def _encoder_mask(encoder, feature_mask: torch.Tensor):  # noqa: ANN001, ANN202
-    """The mask Qwen2AudioModel.forward builds for its encoder, for conv2's T/2 positions."""
-    lengths = (feature_mask.sum(-1) - 1) // 2 + 1
-    positions = (feature_mask.shape[-1] - 2) // 2 + 1
-    mask_2d = (torch.arange(positions)[None, :] < lengths[:, None]).long()
-    dummy = torch.zeros(feature_mask.shape[0], positions, 1)
-    return create_bidirectional_mask(config=encoder.config, inputs_embeds=dummy, attention_mask=mask_2d)
 
 
 def test_encoder_refuses_lengths_it_cannot_pool(tiny) -> None:  # noqa: ANN001
