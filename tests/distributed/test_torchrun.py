@@ -23,6 +23,8 @@ pytestmark = pytest.mark.distributed
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("pretrain", "sft", "dpo")
 SETUPS = {"single": (1, "zero2"), "zero2": (2, "zero2"), "zero3": (2, "zero3")}
+# Length-grouped batches are a function of the global batch only, so they too must not depend on ranks.
+COMMON = ["trainer=smoke", "model.vocab_size=2000", "data.length_groups=2"]
 
 
 def _torchrun(nproc: int, *overrides: str) -> None:
@@ -53,8 +55,7 @@ def chains(corpus_dir, tmp_path_factory):
                 f"deepspeed={zero}",
                 f"data.dir={corpus_dir}",
                 f"output_dir={run}",
-                "trainer=smoke",
-                "model.vocab_size=2000",
+                *COMMON,
                 *init,
             )
         out[name] = run
@@ -97,8 +98,7 @@ def test_zero3_with_optimizer_offload_matches(chains, corpus_dir, tmp_path):
         "deepspeed=zero3_offload",
         f"data.dir={corpus_dir}",
         f"output_dir={tmp_path}",
-        "trainer=smoke",
-        "model.vocab_size=2000",
+        *COMMON,
     )
     assert _train_losses(tmp_path, "pretrain") == pytest.approx(
         _train_losses(chains["single"], "pretrain"), rel=1e-4

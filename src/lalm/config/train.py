@@ -54,10 +54,15 @@ class PretrainStageConfig(StageConfig):
 
 @dataclass
 class SftStageConfig(StageConfig):
-    """Chat-mode and analysis-mode examples drawn into the same batches with these weights."""
+    """Chat-mode and analysis-mode examples drawn into the same batches with these weights.
+
+    task_weights: within analysis mode, as for pretraining ({lid: 3}: each language-ID example three
+    times as often as one of an unlisted task); the chat share stays chat_weight.
+    """
 
     name: str = "sft"
     chat_weight: float = 0.5
+    task_weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +89,9 @@ class DataConfig:
     max_length: int = 1024
     num_workers: int = 0
     prompt_seed: int = 0
+    # > 0: sort this many global batches at a time by length, so a batch pads less (seekable, see
+    # lalm.data.sampling.LengthGroupedStream); 0 keeps the stage's own order.
+    length_groups: int = 0
 
 
 @dataclass
@@ -200,7 +208,7 @@ def validate(cfg: TrainConfig, world_size: int) -> None:
         _check(stage.beta > 0, f"stage.beta must be > 0, got {stage.beta}", errors)
         _check(0 <= stage.label_smoothing < 0.5, "stage.label_smoothing must be in [0, 0.5)", errors)
         _check(stage.rpo_alpha >= 0, f"stage.rpo_alpha must be >= 0, got {stage.rpo_alpha}", errors)
-    if stage.name == "pretrain":
+    if stage.name in ("pretrain", "sft"):
         weights = dict(stage.task_weights)
         left_out = {task for task, weight in weights.items() if weight == 0}
         _check(
@@ -230,6 +238,9 @@ def validate(cfg: TrainConfig, world_size: int) -> None:
         "DPO with LoRA uses the policy without adapters as its reference, so only adapters may train: "
         "set stage.train_encoder=false stage.train_projector=false",
         errors,
+    )
+    _check(
+        cfg.data.length_groups >= 0, f"data.length_groups must be >= 0, got {cfg.data.length_groups}", errors
     )
     _check(
         cfg.trainer.log_every >= 1 and cfg.trainer.eval_every >= 0 and cfg.trainer.save_every >= 0,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
+from typing import Any
 
+import soundfile
 import torch
 
 
@@ -48,6 +50,80 @@ class MixtureStream:
         return group[rng.randrange(len(group))]
 
 
+# Rough tokens per unit of a record, for ordering only: the encoder gives 25 tokens per second of
+# audio (Qwen2-Audio), and byte-level BPE averages a few characters per token.
+AUDIO_TOKENS_PER_SECOND = 25.0
+CHARS_PER_TOKEN = 3.0
+_TEXT_KEYS = ("text", "content", "chosen", "rejected")
+
+
+def record_cost(record: Any) -> float:
+    """Estimated sequence length of a normalised manifest record: its audio tokens plus its text tokens.
+
+    Audio refs without a duration cost what the file's header says (soundfile reads no samples); an
+    unreadable file costs nothing here, the collator skips and counts it when it comes up.
+    """
+    if isinstance(record, list):
+        return sum(record_cost(item) for item in record)
+    if not isinstance(record, dict):
+        return 0.0
+    if "path" in record and "duration" in record:  # an audio ref
+        duration = record["duration"]
+        if duration is None:
+            try:
+                duration = soundfile.info(record["path"]).duration - float(record.get("offset") or 0.0)
+            except (OSError, RuntimeError):  # unreadable: the collator skips and counts it later
+                duration = 0.0
+        return AUDIO_TOKENS_PER_SECOND * float(duration)
+    cost = 0.0
+    for key, value in record.items():
+        if isinstance(value, str):
+            cost += len(value) / CHARS_PER_TOKEN if key in _TEXT_KEYS else 0.0
+        elif not key.startswith("_"):
+            cost += record_cost(value)
+    return cost
+
+
+class LengthGroupedStream:
+    """Another stream's samples regrouped so that each global batch holds examples of similar length.
+
+    The base stream's samples are taken `groups` global batches at a time, sorted by cost and cut
+    into `groups` global batches, which are then visited in an order drawn from Random((seed, group)).
+    So sample k is still a pure function of (seed, k) (a resumed run seeks, nothing is replayed), the
+    examples seen per `groups` steps are exactly the base stream's, and padding (audio frames and
+    text tokens) shrinks to the spread inside one batch. Within a global batch the samples are in
+    ascending cost, so each rank's micro-batch is a contiguous, even tighter slice. transformers'
+    group_by_length does the same for one epoch at a time and cannot seek, hence this class.
+    """
+
+    def __init__(
+        self,
+        base: EpochStream | MixtureStream,
+        costs: Sequence[float],
+        global_batch: int,
+        groups: int,
+        seed: int,
+    ) -> None:
+        if global_batch <= 0 or groups <= 0:
+            raise ValueError(f"global_batch and groups must be positive, got {global_batch}, {groups}")
+        self.base, self.costs = base, costs
+        self.global_batch, self.groups, self.seed = global_batch, groups, seed
+        self._group, self._samples = -1, list[int]()
+
+    def __getitem__(self, k: int) -> int:
+        span = self.global_batch * self.groups
+        group, offset = divmod(k, span)
+        if group != self._group:
+            first = group * span
+            drawn = [self.base[first + i] for i in range(span)]
+            drawn.sort(key=lambda index: (self.costs[index], index))
+            order = list(range(self.groups))
+            random.Random(f"{self.seed}:length:{group}").shuffle(order)
+            batches = [drawn[b * self.global_batch : (b + 1) * self.global_batch] for b in order]
+            self._group, self._samples = group, [i for batch in batches for i in batch]
+        return self._samples[offset]
+
+
 class RankBatches(torch.utils.data.Sampler[list[int]]):
     """This rank's micro-batches of a global stream, from optimizer step `start_step` on.
 
@@ -57,7 +133,7 @@ class RankBatches(torch.utils.data.Sampler[list[int]]):
 
     def __init__(
         self,
-        stream: EpochStream | MixtureStream,
+        stream: EpochStream | MixtureStream | LengthGroupedStream,
         micro_batch: int,
         accumulation: int,
         rank: int,

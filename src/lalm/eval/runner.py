@@ -21,9 +21,8 @@ from lalm.eval.generation import GenerationConfig, gather_dicts, generate_all
 from lalm.eval.judge import JudgeConfig, judge_chat
 from lalm.eval.metrics import preference_summary
 from lalm.eval.scoring import score_generations
-from lalm.losses.token import sequence_logps
 from lalm.models.builders import build_pretrained
-from lalm.stages.base import logits_of, to_device
+from lalm.stages.base import sequence_logps_of, to_device
 from lalm.training.distributed import device, is_main, rank, world_size
 
 
@@ -129,12 +128,8 @@ def evaluate_preference(
             continue
         batch = to_device(collator(real), device())
         n = batch["num_pairs"]
-        policy = sequence_logps(logits_of(model, batch), batch["labels"])[0]
-        ref = (
-            sequence_logps(logits_of(reference, batch), batch["labels"])[0]
-            if reference is not None
-            else torch.zeros_like(policy)
-        )
+        policy = sequence_logps_of(model, batch)[0]
+        ref = sequence_logps_of(reference, batch)[0] if reference is not None else torch.zeros_like(policy)
         for j, example_id in enumerate(batch["ids"]):
             local[example_id] = (float(policy[j]), float(policy[n + j]), float(ref[j]), float(ref[n + j]))
     gathered = gather_dicts(local)

@@ -32,45 +32,65 @@ def _chunk_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return picked - logits.logsumexp(-1)
 
 
+def target_logps(
+    logits: torch.Tensor, targets: torch.Tensor, chunk_elements: int = CHUNK_ELEMENTS
+) -> torch.Tensor:
+    """log softmax(logits[n])[targets[n]] for each row n: logits (N, V) any float dtype, targets (N,)
+    long in [0, V) -> (N,) float32.
+
+    Equal to `log_softmax(logits.float(), -1).gather(-1, targets[:, None])` without the (N, V) float32
+    copy: rows are taken `chunk_elements // V` at a time and only that chunk is upcast. With autograd
+    on and bf16/fp16 logits, each chunk is recomputed in backward (activation checkpointing) instead of
+    keeping its float32 copy alive until then.
+    """
+    rows = max(1, chunk_elements // logits.shape[-1])
+    # Checkpointing only pays for a low-precision input, whose float32 copy it avoids keeping; float32
+    # logits are upcast to themselves, so recomputing their chunks in backward would buy no memory.
+    use_checkpoint = torch.is_grad_enabled() and logits.requires_grad and logits.dtype != torch.float32
+    chunks = []
+    # split() gives views: no copy in the logits dtype.
+    for logits_chunk, targets_chunk in zip(logits.split(rows), targets.split(rows), strict=True):
+        if use_checkpoint:
+            chunk = checkpoint(_chunk_logps, logits_chunk, targets_chunk, use_reentrant=False)
+        else:
+            chunk = _chunk_logps(logits_chunk, targets_chunk)
+        chunks.append(chunk)
+    return torch.cat(chunks) if chunks else logits.new_zeros(0, dtype=torch.float32)
+
+
 def token_logps(
     logits: torch.Tensor, labels: torch.Tensor, chunk_elements: int = CHUNK_ELEMENTS
 ) -> torch.Tensor:
     """Log-probability of each next token; 0 where it is not supervised.
 
     logits (B, L, V) any float dtype, labels (B, L) long -> (B, L-1) float32, where out[:, t] is
-    log softmax(logits[:, t])[labels[:, t + 1]].
+    log softmax(logits[:, t])[labels[:, t + 1]] (through `target_logps`, chunked).
 
-    Equal to `log_softmax(logits.float(), -1)[:, :-1].gather(-1, labels[:, 1:])` (masked), without the
-    (B, L, V) float32 copy: rows of the flattened logits are taken `chunk_elements // V` at a time and
-    only that chunk is upcast. With autograd on and bf16/fp16 logits, each chunk is recomputed in
-    backward (activation checkpointing) instead of keeping its float32 copy alive until then.
+    Training never builds these full logits (lalm.stages.base.supervised_logits computes the output
+    layer only where a token is supervised); this form is for callers that have them anyway.
     """
     if logits.ndim != 3 or labels.shape != logits.shape[:2]:
         raise ValueError(
             f"expected logits (B, L, V) and labels (B, L), got {tuple(logits.shape)} and {tuple(labels.shape)}"
         )
-    batch, length, vocab = logits.shape
+    batch, length, _ = logits.shape
     # Targets aligned with every logits position; the last position predicts nothing and is dropped below.
     targets = torch.cat([labels[:, 1:], labels.new_full((batch, 1), IGNORE_INDEX)], dim=1).flatten()
     supervised = targets != IGNORE_INDEX
-    targets = targets.masked_fill(~supervised, 0)
-    rows = max(1, chunk_elements // vocab)
-    # Checkpointing only pays for a low-precision input, whose float32 copy it avoids keeping; float32
-    # logits are upcast to themselves, so recomputing their chunks in backward would buy no memory.
-    use_checkpoint = torch.is_grad_enabled() and logits.requires_grad and logits.dtype != torch.float32
-    chunks = []
-    # flatten(0, 1) is a view of contiguous logits, and split() gives views: no copy in the logits dtype.
-    for logits_chunk, targets_chunk in zip(
-        logits.flatten(0, 1).split(rows), targets.split(rows), strict=True
-    ):
-        if use_checkpoint:
-            chunk = checkpoint(_chunk_logps, logits_chunk, targets_chunk, use_reentrant=False)
-        else:
-            chunk = _chunk_logps(logits_chunk, targets_chunk)
-        chunks.append(chunk)
+    # flatten(0, 1) is a view of contiguous logits.
+    picked = target_logps(logits.flatten(0, 1), targets.masked_fill(~supervised, 0), chunk_elements)
     # where(), not a product: masked positions get exactly 0 and no gradient.
-    logps = torch.where(supervised, torch.cat(chunks), 0.0)
+    logps = torch.where(supervised, picked, 0.0)
     return logps.view(batch, length)[:, :-1]
+
+
+def row_sums(values: torch.Tensor, rows: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row sums and counts of packed per-token values: values (N,), rows (N,) long -> ((R,), (R,) long)."""
+    sums = values.new_zeros(num_rows).index_add(0, rows, values)
+    counts = torch.zeros(num_rows, dtype=torch.long, device=rows.device).index_add(
+        0, rows, torch.ones_like(rows)
+    )
+    return sums, counts
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

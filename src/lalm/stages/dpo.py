@@ -16,8 +16,7 @@ from lalm.config.train import DpoStageConfig
 from lalm.data.collators import CollatorConfig, PreferenceCollator
 from lalm.data.sampling import EpochStream
 from lalm.losses.preference import chosen_nll, preference_loss, preference_metrics
-from lalm.losses.token import sequence_logps
-from lalm.stages.base import Batch, StepOutput, logits_of
+from lalm.stages.base import Batch, StepOutput, sequence_logps_of
 
 
 class DpoStage:
@@ -44,15 +43,15 @@ class DpoStage:
     def _reference_logps(self, engine: Any, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
             if self.reference is not None:
-                return self._compared(*sequence_logps(logits_of(self.reference, batch), batch["labels"]))
+                return self._compared(*sequence_logps_of(self.reference, batch))
             module = engine.module
             adapters_off = module.disable_adapter() if hasattr(module, "disable_adapter") else nullcontext()
             with adapters_off:
-                return self._compared(*sequence_logps(logits_of(engine, batch), batch["labels"]))
+                return self._compared(*sequence_logps_of(engine, batch))
 
     def forward(self, engine: Any, batch: Batch) -> StepOutput:
         pairs = batch["num_pairs"]
-        summed, counts = sequence_logps(logits_of(engine, batch), batch["labels"])
+        summed, counts = sequence_logps_of(engine, batch)
         policy = self._compared(summed, counts)
         reference = self._reference_logps(engine, batch)
         logps = (policy[:pairs], policy[pairs:], reference[:pairs], reference[pairs:])

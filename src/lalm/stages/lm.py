@@ -13,26 +13,43 @@ import torch
 from lalm.data.chat import audio_token_count
 from lalm.data.collators import CollatorConfig, ConversationCollator
 from lalm.data.sampling import EpochStream, MixtureStream
-from lalm.losses.token import lm_loss_sum
-from lalm.stages.base import Batch, StepOutput, logits_of, masked_labels
+from lalm.stages.base import Batch, StepOutput, Supervised, masked_labels, supervised_logits
 from lalm.stages.ctc import HEAD_NAME, ctc_loss_sum, ctc_targets, find_module
 
 
-def task_mixture(tasks: list[str], weights: dict[str, float], seed: int) -> MixtureStream:
-    """Draw each example with probability proportional to its task's weight (1 for unlisted tasks)."""
-    unknown = sorted(set(weights) - set(tasks))
+def task_groups(
+    indices: list[int], tasks: list[str | None], weights: dict[str, float]
+) -> tuple[list[list[int]], list[float]]:
+    """The examples `indices` grouped by task, and each group's share (weight x size, summing to 1):
+    every example is drawn with probability proportional to its task's weight (1 for unlisted tasks
+    and for records without a task)."""
+    present = {tasks[i] for i in indices}
+    unknown = sorted(set(weights) - present)
     if unknown:
         raise ValueError(
             f"stage.task_weights names tasks the manifest does not have: {unknown}; "
-            f"its tasks are {sorted(set(tasks))}"
+            f"its tasks are {sorted(t for t in present if t is not None)}"
         )
-    groups: dict[str, list[int]] = {}
-    for index, task in enumerate(tasks):
-        groups.setdefault(task, []).append(index)
-    names = sorted(groups)
-    # MixtureStream picks a group by weight, then an example uniformly: weight x size per example.
-    group_weights = [weights.get(name, 1.0) * len(groups[name]) for name in names]
-    return MixtureStream([groups[name] for name in names], group_weights, seed)
+    groups: dict[str | None, list[int]] = {}
+    for index in indices:
+        groups.setdefault(tasks[index], []).append(index)
+    names = sorted(groups, key=str)
+    sizes = [
+        weights.get(name, 1.0) * len(groups[name]) if name is not None else len(groups[name])
+        for name in names
+    ]
+    total = sum(sizes)
+    if total <= 0:
+        raise ValueError(
+            f"stage.task_weights {weights} leaves none of the tasks {sorted(present, key=str)} in"
+        )
+    return [groups[name] for name in names], [size / total for size in sizes]
+
+
+def task_mixture(tasks: list[str | None], weights: dict[str, float], seed: int) -> MixtureStream:
+    """Draw each example with probability proportional to its task's weight (1 for unlisted tasks)."""
+    groups, shares = task_groups(list(range(len(tasks))), tasks, weights)
+    return MixtureStream(groups, shares, seed)
 
 
 class LanguageModelingStage:
@@ -60,13 +77,19 @@ class LanguageModelingStage:
         return ConversationCollator(processor, CollatorConfig(max_length=max_length))
 
     def sample_stream(self, dataset: Any, seed: int) -> EpochStream | MixtureStream:
-        if self.task_weights:
-            return task_mixture(dataset.records["task"], self.task_weights, seed)
+        """Pretraining: shuffled epochs, or the task mixture. SFT: chat vs analysis by chat_weight, and
+        within analysis by task_weights."""
         if self.chat_weight is None:
+            if self.task_weights:
+                return task_mixture(dataset.records["task"], self.task_weights, seed)
             return EpochStream(len(dataset), seed)
         modes = dataset.records["mode"]
-        groups = [[i for i, m in enumerate(modes) if m == mode] for mode in ("chat", "analysis")]
-        return MixtureStream(groups, [self.chat_weight, 1.0 - self.chat_weight], seed)
+        chat, analysis = [[i for i, m in enumerate(modes) if m == mode] for mode in ("chat", "analysis")]
+        if not self.task_weights:
+            return MixtureStream([chat, analysis], [self.chat_weight, 1.0 - self.chat_weight], seed)
+        groups, shares = task_groups(analysis, dataset.records["task"], self.task_weights)
+        weights = [self.chat_weight] + [(1.0 - self.chat_weight) * share for share in shares]
+        return MixtureStream([chat, *groups], weights, seed)
 
     def count_units(self, batch: Batch) -> float:
         return float((masked_labels(batch)[:, 1:] != -100).sum())
@@ -74,13 +97,13 @@ class LanguageModelingStage:
     def forward(self, engine: Any, batch: Batch) -> StepOutput:
         labels = masked_labels(batch)
         if not self.ctc_weight or "input_features" not in batch:
-            loss_sum, tokens = lm_loss_sum(logits_of(engine, batch), labels)
-            return StepOutput(loss=loss_sum, units=float(tokens))
+            supervised = supervised_logits(engine, batch, labels)
+            return StepOutput(loss=-supervised.logps().sum(), units=float(supervised.targets.numel()))
         # Masked labels: weight-0 rows (evaluation padding) get empty targets and are left out.
         targets = ctc_targets({**batch, "labels": labels}, self.special_ids)
         keep = [i for i, target in enumerate(targets) if target is not None and len(target) > 0]
-        logits, ctc_logits = self._forward_with_ctc(engine, batch, keep)
-        loss_sum, tokens = lm_loss_sum(logits, labels)
+        supervised, ctc_logits = self._forward_with_ctc(engine, batch, labels, keep)
+        loss_sum, tokens = -supervised.logps().sum(), supervised.targets.numel()
         lengths = audio_token_count(batch["feature_attention_mask"].sum(-1))  # encoder frames per clip
         kept_lengths = lengths[torch.tensor(keep, dtype=torch.long, device=lengths.device)]
         ctc = ctc_loss_sum(ctc_logits, kept_lengths, [targets[i] for i in keep], self.blank)
@@ -89,9 +112,9 @@ class LanguageModelingStage:
         return StepOutput(loss=total, units=float(tokens), metrics=metrics)
 
     def _forward_with_ctc(
-        self, engine: Any, batch: Batch, keep: list[int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits, and the CTC head applied to the encoder output of the clips `keep` (those with a CTC
+        self, engine: Any, batch: Batch, labels: torch.Tensor, keep: list[int]
+    ) -> tuple[Supervised, torch.Tensor]:
+        """Supervised logits, and the CTC head applied to the encoder output of the clips `keep` (those with a CTC
         target) inside the same forward pass (a hook on the projector), so ZeRO-3 gathers the head's
         weights like any other module's. The head runs even on no clips, so every rank calls it."""
         if len(batch["audio_clip_index"]) != len(batch["ids"]):
@@ -105,10 +128,10 @@ class LanguageModelingStage:
 
         handle = self._module(engine, "multi_modal_projector").register_forward_hook(hook)
         try:
-            logits = logits_of(engine, batch)
+            supervised = supervised_logits(engine, batch, labels)
         finally:
             handle.remove()
-        return logits, captured["ctc"]
+        return supervised, captured["ctc"]
 
     def _module(self, engine: Any, suffix: str) -> Any:
         key = (id(engine.module), suffix)

@@ -60,7 +60,7 @@ def build_stage(cfg: TrainConfig, special_ids: tuple[int, ...] = ()) -> tuple[St
     chat_weight = cfg.stage.chat_weight if cfg.stage.name == "sft" else None
     pretrain = cfg.stage.name == "pretrain"
     ctc_weight = cfg.stage.ctc_weight if pretrain else 0.0
-    task_weights = dict(cfg.stage.task_weights) if pretrain else {}
+    task_weights = dict(cfg.stage.task_weights)
     stage = LanguageModelingStage(cfg.stage.name, chat_weight, ctc_weight, special_ids, task_weights)
     return stage, None
 
@@ -88,7 +88,12 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         manifest_path(cfg, "dev_manifest"), cfg.stage.name, cfg.data.prompt_seed
     )
     data = DataSources(
-        train, dev, stage.collator(processor, cfg.data.max_length), cfg.trainer.seed, cfg.data.num_workers
+        train,
+        dev,
+        stage.collator(processor, cfg.data.max_length),
+        cfg.trainer.seed,
+        cfg.data.num_workers,
+        cfg.data.length_groups,
     )
     if is_main():
         run_dir.mkdir(parents=True, exist_ok=True)

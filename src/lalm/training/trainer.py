@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from lalm.config.train import TrainerConfig
-from lalm.data.sampling import RankBatches, evaluation_batches
+from lalm.data.sampling import LengthGroupedStream, RankBatches, evaluation_batches, record_cost
 from lalm.stages.base import Batch, Stage, to_device
 from lalm.training.checkpoint import export_final, save_checkpoint
 from lalm.training.distributed import all_reduce_sum, device, rank, world_size
@@ -41,6 +41,7 @@ class DataSources:
     collator: Any
     seed: int
     num_workers: int = 0
+    length_groups: int = 0  # DataConfig.length_groups
 
 
 class Trainer:
@@ -61,8 +62,14 @@ class Trainer:
         self.device = device()
 
     def _train_batches(self) -> Any:
+        stream = self.stage.sample_stream(self.data.train, self.data.seed)
+        if self.data.length_groups:
+            costs = [record_cost(record) for record in self.data.train.records]
+            stream = LengthGroupedStream(
+                stream, costs, self.cfg.global_batch_size, self.data.length_groups, self.data.seed
+            )
         sampler = RankBatches(
-            self.stage.sample_stream(self.data.train, self.data.seed),
+            stream,
             self.cfg.micro_batch_size,
             self.accumulation,
             rank(),

@@ -9,7 +9,14 @@ from itertools import islice
 
 import pytest
 
-from lalm.data.sampling import EpochStream, MixtureStream, RankBatches, evaluation_batches
+from lalm.data.sampling import (
+    EpochStream,
+    LengthGroupedStream,
+    MixtureStream,
+    RankBatches,
+    evaluation_batches,
+    record_cost,
+)
 
 
 def _epoch(stream: EpochStream, epoch: int) -> list[int]:
@@ -177,3 +184,66 @@ def test_evaluation_batches_by_example():
     # 7 examples, 2 ranks, micro 2: rank 0 gets 0-3, rank 1 gets 4-6 plus one padding entry.
     assert evaluation_batches(7, 2, 0, 2) == [[(0, True), (1, True)], [(2, True), (3, True)]]
     assert evaluation_batches(7, 2, 1, 2) == [[(4, True), (5, True)], [(6, True), (6, False)]]
+
+
+# ---------------------------------------------------------------- LengthGroupedStream, record_cost
+
+
+def _grouped(size: int = 40, global_batch: int = 4, groups: int = 3, seed: int = 1):  # noqa: ANN202
+    costs = [float((7 * i) % 23) for i in range(size)]  # lengths in no particular order
+    base = EpochStream(size, seed=seed)
+    return base, costs, LengthGroupedStream(base, costs, global_batch, groups, seed)
+
+
+def test_length_groups_keep_the_base_streams_samples_per_group() -> None:
+    base, _, grouped = _grouped()
+    span = 4 * 3
+    for group in range(5):
+        window = range(group * span, (group + 1) * span)
+        assert sorted(grouped[k] for k in window) == sorted(base[k] for k in window)
+
+
+def test_length_groups_make_batches_of_similar_length() -> None:
+    base, costs, grouped = _grouped()
+
+    def spread(stream) -> float:  # noqa: ANN001
+        batches = [[costs[stream[s * 4 + j]] for j in range(4)] for s in range(30)]
+        return sum(max(b) - min(b) for b in batches) / len(batches)
+
+    assert spread(grouped) < spread(base) / 2
+    for s in range(30):  # ascending within a global batch: each rank's slice is contiguous
+        batch = [costs[grouped[s * 4 + j]] for j in range(4)]
+        assert batch == sorted(batch)
+
+
+def test_length_groups_visit_batches_in_a_shuffled_order_and_can_seek() -> None:
+    _, costs, grouped = _grouped(size=200, global_batch=4, groups=10)
+    firsts = [costs[grouped[s * 4]] for s in range(10)]
+    assert firsts != sorted(firsts)  # not shortest-first, which would bias the schedule
+    sequential = [grouped[k] for k in range(150)]
+    fresh = LengthGroupedStream(EpochStream(200, seed=1), costs, 4, 10, seed=1)
+    assert [fresh[k] for k in range(149, -1, -1)] == sequential[::-1]
+    with pytest.raises(ValueError, match="positive"):
+        LengthGroupedStream(EpochStream(5, seed=0), costs, 4, 0, seed=0)
+
+
+def test_record_cost_counts_audio_seconds_and_text(tmp_path) -> None:  # noqa: ANN001
+    import numpy as np
+    import soundfile
+
+    wav = tmp_path / "two.wav"
+    soundfile.write(wav, np.zeros(32000, dtype=np.float32), 16000)  # 2 s
+    pretrain = {"id": "a", "audio": {"path": "x.wav", "offset": 0.0, "duration": 1.0}, "text": "abcdef"}
+    assert record_cost(pretrain) == pytest.approx(25 + 6 / 3)
+    no_duration = {**pretrain, "audio": {"path": str(wav), "offset": 0.5, "duration": None}}
+    assert record_cost(no_duration) == pytest.approx(25 * 1.5 + 2)
+    broken = {**pretrain, "audio": {"path": str(tmp_path / "missing.wav"), "offset": 0.0, "duration": None}}
+    assert record_cost(broken) == pytest.approx(2)  # the collator skips and counts it later
+    dpo = {
+        "id": "b",
+        "_source": "m.jsonl:1",
+        "prompt": [{"role": "user", "content": [{"type": "text", "text": "abc", "audio": None}]}],
+        "chosen": "abcabc",
+        "rejected": "abc",
+    }
+    assert record_cost(dpo) == pytest.approx((3 + 6 + 3) / 3)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lalm.data.collators import IGNORE_INDEX
-from lalm.losses.token import lm_loss_sum, mask_of, sequence_logps, token_logps
+from lalm.losses.token import lm_loss_sum, mask_of, row_sums, sequence_logps, target_logps, token_logps
 
 B, L, V = 3, 9, 11
 
@@ -174,3 +174,14 @@ def test_token_logps_same_with_and_without_grad() -> None:
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"logits \(B, L, V\) and labels \(B, L\)"):
         token_logps(torch.zeros(2, 5, V), torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_row_sums_adds_packed_values_per_row() -> None:
+    values = torch.tensor([1.0, 2.0, 4.0, 8.0])
+    sums, counts = row_sums(values, torch.tensor([0, 2, 2, 0]), num_rows=4)
+    assert torch.equal(sums, torch.tensor([9.0, 0.0, 6.0, 0.0]))
+    assert torch.equal(counts, torch.tensor([2, 0, 2, 0]))
+
+
+def test_target_logps_of_no_rows_is_empty() -> None:
+    assert target_logps(torch.zeros(0, V), torch.zeros(0, dtype=torch.long)).shape == (0,)

@@ -29,7 +29,7 @@ def test_unknown_task_is_named() -> None:
         task_mixture(TASKS, {"caption": 2.0}, seed=0)
 
 
-def test_build_stage_hands_the_weights_to_pretraining_only() -> None:
+def test_build_stage_hands_the_weights_to_the_stage() -> None:
     weights = {"asr": 3.0}
     pretrain = TrainConfig(
         stage=PretrainStageConfig(task_weights=weights), data=DataConfig(dir="d"), output_dir="o"
@@ -38,3 +38,34 @@ def test_build_stage_hands_the_weights_to_pretraining_only() -> None:
     assert isinstance(stage, LanguageModelingStage) and stage.task_weights == weights and reference is None
     sft = TrainConfig(stage=SftStageConfig(), data=DataConfig(dir="d"), output_dir="o")
     assert build_stage(sft)[0].task_weights == {}
+    sft = TrainConfig(stage=SftStageConfig(task_weights=weights), data=DataConfig(dir="d"), output_dir="o")
+    assert build_stage(sft)[0].task_weights == weights
+
+
+class _Records:
+    """What sample_stream reads of a dataset: its records' columns."""
+
+    def __init__(self, modes: list[str], tasks: list[str | None]) -> None:
+        self.records = {"mode": modes, "task": tasks}
+
+
+def test_sft_task_weights_act_within_analysis_and_keep_the_chat_share() -> None:
+    # 40 chat, 30 asr, 30 lid; chat_weight 0.25, lid 2x: chat 0.25, asr 0.75 x 30/90, lid 0.75 x 60/90.
+    tasks = ["chat"] * 40 + ["asr"] * 30 + ["lid"] * 30
+    modes = ["chat"] * 40 + ["analysis"] * 60
+    stage = LanguageModelingStage("sft", chat_weight=0.25, task_weights={"lid": 2.0})
+    stream = stage.sample_stream(_Records(modes, tasks), seed=1)
+    drawn = Counter(tasks[stream[k]] for k in range(8000))
+    assert drawn["chat"] / 8000 == pytest.approx(0.25, abs=0.02)
+    assert drawn["asr"] / 8000 == pytest.approx(0.25, abs=0.02)
+    assert drawn["lid"] / 8000 == pytest.approx(0.5, abs=0.02)
+    with pytest.raises(ValueError, match="leaves none"):
+        LanguageModelingStage("sft", 0.25, task_weights={"lid": 0.0, "asr": 0.0}).sample_stream(
+            _Records(modes, tasks), seed=1
+        )
+    with pytest.raises(
+        ValueError, match=r"does not have: \['chat'\]"
+    ):  # chat is a mode, not an analysis task
+        LanguageModelingStage("sft", 0.25, task_weights={"chat": 2.0}).sample_stream(
+            _Records(modes, tasks), seed=1
+        )

@@ -1,0 +1,121 @@
+"""Benchmark: one training micro-batch (forward + backward of the LM loss) under lalm's speed options.
+
+    python scripts/bench_step.py --data outputs/demo/data --checkpoint outputs/demo/init
+
+On real batches of a corpus's pretraining manifest, with a model checkpoint folder (e.g. the demo's
+random init), times forward+backward per micro-batch for:
+  - output layer on every position (transformers' forward, then the loss) vs only on supervised
+    positions (lalm.stages.base.supervised_logits);
+  - batches in the stage's order vs grouped by length (data.length_groups, lalm.data.sampling).
+Configurations are interleaved and repeated, and the median per micro-batch is printed, since a shared
+machine's speed drifts. It also prints the padded and real sizes of the batches and checks that both
+loss paths give the same loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from lalm.config.model import PretrainedModelConfig
+from lalm.data.dataset import ManifestDataset
+from lalm.data.sampling import LengthGroupedStream, record_cost
+from lalm.losses.token import lm_loss_sum
+from lalm.models.builders import build_model
+from lalm.stages.base import logits_of, masked_labels, supervised_logits, to_device
+from lalm.stages.lm import LanguageModelingStage
+
+
+def _full_loss(model: Any, batch: dict[str, Any]) -> torch.Tensor:
+    return lm_loss_sum(logits_of(model, batch), masked_labels(batch))[0]
+
+
+def _packed_loss(model: Any, batch: dict[str, Any]) -> torch.Tensor:
+    return -supervised_logits(model, batch, masked_labels(batch)).logps().sum()
+
+
+def _step_seconds(
+    model: Any, batch: dict[str, Any], loss_fn: Callable[..., torch.Tensor], device: str
+) -> float:
+    model.zero_grad(set_to_none=True)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    loss_fn(model, batch).backward()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, help="corpus folder with pretrain/train.jsonl")
+    parser.add_argument("--checkpoint", required=True, help="model folder (config, weights, processor)")
+    parser.add_argument("--micro-batch", type=int, default=8)
+    parser.add_argument("--global-batch", type=int, default=16)
+    parser.add_argument("--length-groups", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=12, help="micro-batches per configuration")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (a rank's share of the cores)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, processor = build_model(PretrainedModelConfig(path=args.checkpoint))
+    model.to(device).train()
+    dataset = ManifestDataset.from_manifest(f"{args.data}/pretrain/train.jsonl", "pretrain")
+    stage = LanguageModelingStage("pretrain")
+    collator = stage.collator(processor, 4096)
+    base = stage.sample_stream(dataset, 0)
+    costs = [record_cost(record) for record in dataset.records]
+    orders = {
+        "stage order": base,
+        "length groups": LengthGroupedStream(base, costs, args.global_batch, args.length_groups, 0),
+    }
+    batches: dict[str, list[dict[str, Any]]] = {}
+    for name, stream in orders.items():
+        # The first micro-batch of each global batch, over as many global batches as --batches.
+        indices = [
+            [stream[s * args.global_batch + j] for j in range(args.micro_batch)] for s in range(args.batches)
+        ]
+        batches[name] = [
+            to_device(collator([dataset[i] for i in idx]), torch.device(device)) for idx in indices
+        ]
+        padded = statistics.mean(b["input_ids"].numel() for b in batches[name])
+        real = statistics.mean(float(b["attention_mask"].sum()) for b in batches[name])
+        frames = statistics.mean(
+            b["input_features"].shape[0] * b["input_features"].shape[-1] for b in batches[name]
+        )
+        print(
+            f"{name:>14}: {padded:7.0f} LLM positions per micro-batch ({real:.0f} real), {frames:7.0f} mel frames"
+        )
+    check = batches["stage order"][0]
+    with torch.no_grad():
+        full, packed = float(_full_loss(model, check)), float(_packed_loss(model, check))
+    print(f"loss of one batch: all positions {full:.4f}, supervised positions only {packed:.4f}")
+    losses = {"all positions": _full_loss, "supervised only": _packed_loss}
+    times: dict[tuple[str, str], list[float]] = {(o, name): [] for o in orders for name in losses}
+    for _ in range(args.repeats):
+        for index in range(args.batches):
+            for order in orders:
+                for loss_name, loss_fn in losses.items():
+                    times[(order, loss_name)].append(
+                        _step_seconds(model, batches[order][index], loss_fn, device)
+                    )
+    baseline = statistics.median(times[("stage order", "all positions")])
+    print(
+        f"\nforward+backward per micro-batch of {args.micro_batch} on {device}, median of {args.batches * args.repeats}:"
+    )
+    for (order, loss_name), values in times.items():
+        median = statistics.median(values)
+        print(
+            f"  {order:>14}, output layer on {loss_name:<16}: {1000 * median:7.1f} ms  ({baseline / median:.2f}x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
