@@ -31,6 +31,7 @@ COMMON = [
     "trainer.progress_bar=false",
     "trainer.wandb.mode=offline",
     "trainer.eval_batches=8",
+    "data.length_groups=8",
 ]
 DPO_BETA = 0.1  # training and the evaluation's implicit rewards use the same beta
 EVAL_TASKS = ("asr", "lid", "gender")  # what the report's table shows; DPO pairs are scored in full
@@ -43,10 +44,10 @@ EVAL_TASKS = ("asr", "lid", "gender")  # what the report's table shows; DPO pair
 # 5e-4 it still shifted the LM's word priors (English WER +7 points against SFT), hence 2e-4.
 FULL = {
     "size": "1.0",
-    "english_fraction": "0.6",
+    "english_fraction": "0.5",
     "pretrain": [
-        "trainer.max_steps=1200",
-        "trainer.eval_every=300",
+        "trainer.max_steps=1600",
+        "trainer.eval_every=400",
         "optim.lr=1.5e-3",
         "optim.warmup_steps=60",
         "stage.ctc_weight=0.5",
@@ -58,6 +59,7 @@ FULL = {
         "optim.lr=1e-4",
         "optim.warmup_steps=15",
         "stage.chat_weight=0.3",
+        "+stage.task_weights={lid:3}",
     ],
     "dpo": [
         "trainer.max_steps=100",

@@ -15,7 +15,7 @@ from lalm.config.model import PretrainedModelConfig
 from lalm.data.collators import CollatorConfig, PreferenceCollator
 from lalm.data.dataset import ManifestDataset
 from lalm.data.prompts import TASKS
-from lalm.data.sampling import evaluation_batches
+from lalm.data.sampling import evaluation_batches, record_cost
 from lalm.errors import ManifestError
 from lalm.eval.generation import GenerationConfig, gather_dicts, generate_all
 from lalm.eval.judge import JudgeConfig, judge_chat
@@ -94,7 +94,13 @@ def evaluate_generation(
     records = dataset.records.select(range(count)).to_list()  # one read; each is used twice below
     metas = [_meta(record, kind) for record in records]
     indices = [i for i, meta in enumerate(metas) if not cfg.tasks or meta["task"] in cfg.tasks]
-    predictions = generate_all(model, processor, _Prompts(dataset, indices), cfg.batch_size, cfg.generation)
+    # A generation batch pads to its longest prompt and decodes until its longest answer ends, so
+    # examples go in order of length (audio + text, the reference standing in for the answer). Ranks
+    # take contiguous spans, so the sorted list is dealt round-robin first: every rank gets a similar
+    # share of the long ones.
+    ranked = sorted(indices, key=lambda i: record_cost(records[i]))
+    order = [i for r in range(world_size()) for i in ranked[r :: world_size()]]
+    predictions = generate_all(model, processor, _Prompts(dataset, order), cfg.batch_size, cfg.generation)
     items = []
     for index in indices:
         record = records[index]
