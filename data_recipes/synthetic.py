@@ -11,7 +11,6 @@ pure function of (size, seed): the plan is drawn in one process, then rendered i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import time
@@ -23,6 +22,7 @@ from typing import Any
 from data_recipes import synthetic_audio as sa
 from data_recipes import synthetic_text as st
 from data_recipes.synthetic_records import LABELS, Clip, build_records
+from data_recipes.synthetic_text import split_of
 from lalm.config.data import SyntheticRecipeConfig
 from lalm.data.audio import write_audio
 from lalm.data.manifest import write_manifest
@@ -39,12 +39,6 @@ GENDER_PITCH = {"male": (20, 50), "female": (50, 80)}
 SOUND_CLASSES = ("tone", "chirp", "siren", "white", "pink", "brown", "beeps", "chord")
 CHORDS = {"major": (261.63, 329.63, 392.00), "minor": (261.63, 311.13, 392.00)}
 SPEECH_TASKS = ("s2tt", "lid", "gender", "style")  # each utterance gets asr plus one of these
-
-
-def split_of(key: str, heldout_fraction: float) -> str:
-    """Stable split of a meaning key (independent of the seed, so dev/test never move)."""
-    bucket = int(hashlib.sha256(f"split:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "test" if bucket < heldout_fraction else "dev" if bucket < 2 * heldout_fraction else "train"
 
 
 def _voice(rng: random.Random, style: str) -> dict[str, Any]:

@@ -184,7 +184,13 @@ def sft_records(clips: list[Clip], seed: int) -> list[Record]:
     return records
 
 
-def dpo_records(clips: list[Clip], seed: int) -> list[Record]:
+def dpo_records(clips: list[Clip], seed: int, heldout_fraction: float = 0.1) -> list[Record]:
+    """Training pairs never reject a held-out sentence: a swapped word of a train clip's transcript must
+    give another train meaning, else DPO would push down dev/test sentences before they are scored."""
+
+    def in_train(key: str) -> bool:
+        return st.split_of(key, heldout_fraction) == "train"
+
     records = []
     for index, clip in enumerate(clips):
         info, facts = clip.info, _Facts(clip, seed)
@@ -209,7 +215,11 @@ def dpo_records(clips: list[Clip], seed: int) -> list[Record]:
             task = "asr" if index % 4 == 0 else "lid"
             question, chosen, _ = facts.ask(task, f"{clip.id}-dpo-{task}")
             if task == "asr":
-                rejected = st.corrupt(info["key"], info["language"], seed)
+                allowed = in_train if clip.split == "train" else None
+                try:
+                    rejected = st.corrupt(info["key"], info["language"], seed, allowed)
+                except ValueError:  # no one-word change stays in train (only with a large heldout_fraction)
+                    continue
             else:
                 other = facts.rng.choice([c for c in LANGUAGE_CODES if c != info["language"]])
                 rejected = language_name(
@@ -232,7 +242,11 @@ def build_records(clips: list[Clip], cfg: SyntheticRecipeConfig) -> dict[str, di
     by_split: dict[str, list[Clip]] = {}
     for clip in clips:
         by_split.setdefault(clip.split, []).append(clip)
-    builders = {"pretrain": pretrain_records, "sft": sft_records, "dpo": dpo_records}
+    builders = {
+        "pretrain": pretrain_records,
+        "sft": sft_records,
+        "dpo": lambda c, seed: dpo_records(c, seed, cfg.heldout_fraction),
+    }
     return {
         stage: {split: build(c, cfg.seed) for split, c in by_split.items()}
         for stage, build in builders.items()

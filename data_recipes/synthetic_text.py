@@ -16,7 +16,9 @@ full-width punctuation.  Lexicon entries are whole phrases per language (e.g. "a
 
 from __future__ import annotations
 
+import hashlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 LANGUAGES: tuple[str, ...] = ("en", "zh", "yue", "fr", "it", "es", "de", "ja")
@@ -246,6 +248,12 @@ def _capitalize(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def split_of(key: str, heldout_fraction: float) -> str:
+    """Stable split of a meaning key (independent of the seed, so dev/test never move)."""
+    bucket = int(hashlib.sha256(f"split:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "test" if bucket < heldout_fraction else "dev" if bucket < 2 * heldout_fraction else "train"
+
+
 def _rng(seed: int, key: str, language: str) -> random.Random:
     # A str seed is hashed with SHA-512 by `random`, so this is stable across processes.
     return random.Random(f"{seed}:{key}:{language}")
@@ -332,17 +340,29 @@ def answer(key: str, language: str) -> str:
     return _next_day_answer_text(parts[0], _next_day(parts[0]), language)
 
 
-def corrupt(key: str, language: str, seed: int) -> str:
-    """The statement with exactly one content word swapped for another of the same kind."""
+def corrupt(key: str, language: str, seed: int, allowed: Callable[[str], bool] | None = None) -> str:
+    """The statement with exactly one content word swapped for another of the same kind.
+
+    allowed(changed_key) limits the result to some meanings (e.g. those of the same split): the slot
+    drawn first is tried first, then the others. Without it, the draw is one slot, then one value.
+    """
     _check_language(language)
     family, parts = _parse(key)
     if family not in STATEMENT_FAMILIES:
         raise ValueError(f"key {key!r} is a {family!r} question; corrupt() takes statement keys")
     rng = _rng(seed, key, language)
-    slot = rng.randrange(len(parts))
-    options = [v for v in _SLOTS[family][slot] if v != parts[slot]]
-    changed = parts[:slot] + (rng.choice(options),) + parts[slot + 1 :]
-    return _render_text(family, changed, language)
+    first = rng.randrange(len(parts))
+    for slot in [first, *(s for s in range(len(parts)) if s != first)]:
+        options = [
+            changed
+            for value in _SLOTS[family][slot]
+            if value != parts[slot]
+            for changed in [parts[:slot] + (value,) + parts[slot + 1 :]]
+            if allowed is None or allowed(":".join((family, *changed)))
+        ]
+        if options:
+            return _render_text(family, rng.choice(options), language)
+    raise ValueError(f"no one-word change of {key!r} is allowed")
 
 
 def number_word(n: int, language: str) -> str:

@@ -7,9 +7,10 @@ random init), times forward+backward per micro-batch for:
   - output layer on every position (transformers' forward, then the loss) vs only on supervised
     positions (lalm.stages.base.supervised_logits);
   - batches in the stage's order vs grouped by length (data.length_groups, lalm.data.sampling).
-Configurations are interleaved and repeated, and the median per micro-batch is printed, since a shared
-machine's speed drifts. It also prints the padded and real sizes of the batches and checks that both
-loss paths give the same loss.
+Every micro-batch of `--steps` global batches is timed (the same examples in both orders when --steps
+is a multiple of --length-groups); configurations are interleaved and repeated, since a shared
+machine's speed drifts, and the mean per micro-batch is printed. It also prints the padded and real
+sizes of the batches and checks that both loss paths give the same loss.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--global-batch", type=int, default=16)
     parser.add_argument("--length-groups", type=int, default=8)
-    parser.add_argument("--batches", type=int, default=12, help="micro-batches per configuration")
+    parser.add_argument("--steps", type=int, default=8, help="global batches per configuration")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (a rank's share of the cores)")
     args = parser.parse_args()
@@ -77,10 +78,14 @@ def main() -> None:
         "length groups": LengthGroupedStream(base, costs, args.global_batch, args.length_groups, 0),
     }
     batches: dict[str, list[dict[str, Any]]] = {}
+    per_step = args.global_batch // args.micro_batch
     for name, stream in orders.items():
-        # The first micro-batch of each global batch, over as many global batches as --batches.
+        # Every micro-batch of --steps global batches: with --steps a multiple of --length-groups both
+        # orders hold exactly the same examples, only batched differently.
         indices = [
-            [stream[s * args.global_batch + j] for j in range(args.micro_batch)] for s in range(args.batches)
+            [stream[s * args.global_batch + m * args.micro_batch + j] for j in range(args.micro_batch)]
+            for s in range(args.steps)
+            for m in range(per_step)
         ]
         batches[name] = [
             to_device(collator([dataset[i] for i in idx]), torch.device(device)) for idx in indices
@@ -95,25 +100,30 @@ def main() -> None:
         )
     check = batches["stage order"][0]
     with torch.no_grad():
-        full, packed = float(_full_loss(model, check)), float(_packed_loss(model, check))
-    print(f"loss of one batch: all positions {full:.4f}, supervised positions only {packed:.4f}")
+        full, packed = _full_loss(model, check), _packed_loss(model, check)
+    torch.testing.assert_close(packed, full, rtol=1e-4, atol=1e-3)
+    print(
+        f"loss of one batch: all positions {float(full):.4f}, supervised positions only {float(packed):.4f}"
+    )
     losses = {"all positions": _full_loss, "supervised only": _packed_loss}
     times: dict[tuple[str, str], list[float]] = {(o, name): [] for o in orders for name in losses}
     for _ in range(args.repeats):
-        for index in range(args.batches):
+        for index in range(len(batches["stage order"])):
             for order in orders:
                 for loss_name, loss_fn in losses.items():
                     times[(order, loss_name)].append(
                         _step_seconds(model, batches[order][index], loss_fn, device)
                     )
-    baseline = statistics.median(times[("stage order", "all positions")])
+    # The mean, not the median: long and short batches must all count, as they do in training.
+    baseline = statistics.mean(times[("stage order", "all positions")])
+    count = len(batches["stage order"])
     print(
-        f"\nforward+backward per micro-batch of {args.micro_batch} on {device}, median of {args.batches * args.repeats}:"
+        f"\nforward+backward per micro-batch of {args.micro_batch} on {device}, mean of {count} x {args.repeats}:"
     )
     for (order, loss_name), values in times.items():
-        median = statistics.median(values)
+        mean = statistics.mean(values)
         print(
-            f"  {order:>14}, output layer on {loss_name:<16}: {1000 * median:7.1f} ms  ({baseline / median:.2f}x)"
+            f"  {order:>14}, output layer on {loss_name:<16}: {1000 * mean:7.1f} ms  ({baseline / mean:.2f}x)"
         )
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from lalm.config.eval import EvalConfig, JudgeConfig
 from lalm.errors import ManifestError
-from lalm.eval.judge import JudgeConfig, judge_chat
-from lalm.eval.runner import EvalConfig, run_evaluation
+from lalm.eval.judge import judge_chat
+from lalm.eval.runner import run_evaluation
 from lalm.models.builders import build_tiny
 from tests.conftest import tiny_config
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 
+from lalm.config.eval import GenerationConfig
 from lalm.data.dataset import ManifestDataset
 from lalm.data.manifest import read_manifest_records
-from lalm.eval.generation import GenerationConfig, generate_all
+from lalm.eval.generation import generate_all
 from lalm.eval.runner import _Prompts
 from tests.integration.runs import run_stage
 

@@ -8,6 +8,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from lalm.config.data import SyntheticRecipeConfig
+from lalm.config.eval import EvalConfig
 from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
 from lalm.config.train import (
     DataConfig,
@@ -19,7 +20,6 @@ from lalm.config.train import (
     TrainConfig,
     TrainerConfig,
 )
-from lalm.eval.runner import EvalConfig
 
 
 @dataclass

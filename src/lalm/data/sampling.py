@@ -171,3 +171,19 @@ def evaluation_batches(size: int, micro_batch: int, rank: int, world: int) -> li
     span = range(rank * per_rank, (rank + 1) * per_rank)
     pairs = [(min(i, size - 1), i < size) for i in span]
     return [pairs[i : i + micro_batch] for i in range(0, len(pairs), micro_batch)]
+
+
+def deal_in_order(ranked: Sequence[int], world: int) -> list[int]:
+    """`ranked` (e.g. ascending length) reordered so that the contiguous per-rank spans of
+    `evaluation_batches` deal it out like cards: every rank's span takes every world-th item, in order,
+    so each rank gets short and long items alike and its batches still hold neighbours in the order."""
+    per_rank = -(-len(ranked) // world)
+    room = [max(0, min(per_rank, len(ranked) - r * per_rank)) for r in range(world)]
+    shares: list[list[int]] = [[] for _ in range(world)]
+    turn = 0
+    for item in ranked:
+        while len(shares[turn]) >= room[turn]:  # spans are full-length except at the end
+            turn = (turn + 1) % world
+        shares[turn].append(item)
+        turn = (turn + 1) % world
+    return [item for share in shares for item in share]

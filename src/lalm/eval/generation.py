@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from lalm.config.eval import GenerationConfig
 from lalm.data.collators import CollatorConfig, GenerationCollator, model_inputs
 from lalm.data.sampling import evaluation_batches
 from lalm.training.distributed import rank, world_size
-
-
-@dataclass
-class GenerationConfig:
-    """Greedy by default (num_beams 1, no sampling), as the report's ASR/S2TT numbers are."""
-
-    max_new_tokens: int = 64
-    num_beams: int = 1
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
 
 
 def _generate(model: Any, processor: Any, batch: dict[str, Any], cfg: GenerationConfig) -> list[str]:

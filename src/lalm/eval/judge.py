@@ -11,22 +11,15 @@ import json
 import os
 import re
 import urllib.request
-from dataclasses import dataclass
 from typing import Any
+
+from lalm.config.eval import JudgeConfig
 
 PROMPT = (
     "You are grading an assistant's answer to a question about audio. Reference answer: {reference}\n"
     "Assistant's answer: {prediction}\nScore the assistant's answer from 1 (wrong or unhelpful) to 10 "
     "(correct and helpful). Reply with the number only."
 )
-
-
-@dataclass
-class JudgeConfig:
-    endpoint: str | None = None  # e.g. http://localhost:8000/v1
-    model: str = "gpt-4o"
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = 60.0
 
 
 def _ask(cfg: JudgeConfig, content: str) -> str:

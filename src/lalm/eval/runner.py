@@ -5,40 +5,25 @@ sft format -> chat responses (exact match, optional judge); dpo format -> prefer
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lalm.config.eval import EvalConfig
 from lalm.config.model import PretrainedModelConfig
 from lalm.data.collators import CollatorConfig, PreferenceCollator
 from lalm.data.dataset import ManifestDataset
 from lalm.data.prompts import TASKS
-from lalm.data.sampling import evaluation_batches, record_cost
+from lalm.data.sampling import deal_in_order, evaluation_batches, record_cost
 from lalm.errors import ManifestError
-from lalm.eval.generation import GenerationConfig, gather_dicts, generate_all
-from lalm.eval.judge import JudgeConfig, judge_chat
+from lalm.eval.generation import gather_dicts, generate_all
+from lalm.eval.judge import judge_chat
 from lalm.eval.metrics import preference_summary
 from lalm.eval.scoring import score_generations
 from lalm.models.builders import build_pretrained
 from lalm.stages.base import sequence_logps_of, to_device
-from lalm.training.distributed import device, is_main, rank, world_size
-
-
-@dataclass
-class EvalConfig:
-    checkpoint: str = "???"
-    manifests: list[str] = field(default_factory=list)
-    output_dir: str = "???"
-    batch_size: int = 8
-    max_examples: int = 0  # per manifest; 0 = all
-    tasks: list[str] = field(default_factory=list)  # generation: only examples of these tasks; [] = all
-    prompt_seed: int = 0
-    reference: str | None = None  # DPO reference for implicit rewards (the SFT model)
-    beta: float = 0.1
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
+from lalm.training.distributed import device, from_main, is_main, rank, world_size
 
 
 def manifest_kind(path: str) -> str:
@@ -95,11 +80,11 @@ def evaluate_generation(
     metas = [_meta(record, kind) for record in records]
     indices = [i for i, meta in enumerate(metas) if not cfg.tasks or meta["task"] in cfg.tasks]
     # A generation batch pads to its longest prompt and decodes until its longest answer ends, so
-    # examples go in order of length (audio + text, the reference standing in for the answer). Ranks
-    # take contiguous spans, so the sorted list is dealt round-robin first: every rank gets a similar
-    # share of the long ones.
-    ranked = sorted(indices, key=lambda i: record_cost(records[i]))
-    order = [i for r in range(world_size()) for i in ranked[r :: world_size()]]
+    # examples go in order of length (audio + text, the reference standing in for the answer), dealt
+    # across ranks so that each gets short and long ones alike. Rank 0's order is used everywhere
+    # (costs may read audio headers), so every example is generated exactly once.
+    ranked = from_main(sorted(indices, key=lambda i: record_cost(records[i])) if is_main() else None)
+    order = deal_in_order(ranked, world_size())
     predictions = generate_all(model, processor, _Prompts(dataset, order), cfg.batch_size, cfg.generation)
     items = []
     for index in indices:
@@ -120,10 +105,10 @@ def evaluate_generation(
 @torch.no_grad()
 def evaluate_preference(
     model: Any, reference: Any, processor: Any, path: str, cfg: EvalConfig
-) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Implicit rewards beta * log(pi/pi_ref) of chosen vs rejected on held-out pairs (needs a reference);
-    without one, only the reference-free share of pairs where log pi(chosen) > log pi(rejected).
-    Returns the metrics (overall and per pair task) and one row per pair for preferences.jsonl."""
+) -> tuple[list[dict[str, Any]], int]:
+    """One row per held-out pair of a DPO manifest (log-probs of chosen and rejected under the model,
+    and with a reference the implicit rewards beta * log(pi/pi_ref)), and how many pairs were dropped
+    (too long for max_length or the audio window). Metrics come from `preference_metrics`."""
     dataset = ManifestDataset.from_manifest(path, "dpo", cfg.prompt_seed)
     count = min(len(dataset), cfg.max_examples) if cfg.max_examples else len(dataset)
     collator = PreferenceCollator(processor, CollatorConfig(max_length=4096))
@@ -139,43 +124,41 @@ def evaluate_preference(
         for j, example_id in enumerate(batch["ids"]):
             local[example_id] = (float(policy[j]), float(policy[n + j]), float(ref[j]), float(ref[n + j]))
     gathered = gather_dicts(local)
-    metrics = _preference_metrics("preference", list(gathered.values()), reference is not None, cfg.beta)
-    metrics["preference/dropped"] = count - len(gathered)  # pairs too long for max_length or the window
     tasks = dict(zip(dataset.records["id"][:count], dataset.records["task"][:count], strict=True))
-    for task in sorted({t for t in tasks.values() if t is not None}):
-        values = [v for example_id, v in gathered.items() if tasks[example_id] == task]
-        metrics.update(_preference_metrics(f"preference/{task}", values, reference is not None, cfg.beta))
-    rows = [
-        {
+    rows = []
+    for example_id, (c, r, rc, rr) in sorted(gathered.items()):
+        row = {
             "id": example_id,
             "manifest": path,
             "task": tasks[example_id],
             "logps/chosen": c,
             "logps/rejected": r,
-            **(
-                {"rewards/chosen": cfg.beta * (c - rc), "rewards/rejected": cfg.beta * (r - rr)}
-                if reference is not None
-                else {}
-            ),
         }
-        for example_id, (c, r, rc, rr) in sorted(gathered.items())
-    ]
-    return metrics, rows
+        if reference is not None:
+            row.update({"rewards/chosen": cfg.beta * (c - rc), "rewards/rejected": cfg.beta * (r - rr)})
+        rows.append(row)
+    return rows, count - len(gathered)
 
 
-def _preference_metrics(
-    prefix: str, values: list[tuple[float, float, float, float]], rewards: bool, beta: float
-) -> dict[str, float]:
-    """values: (policy chosen, policy rejected, reference chosen, reference rejected) log-probs per pair."""
-    metrics = {
-        f"{prefix}/logp_accuracy": sum(c > r for c, r, _, _ in values) / max(len(values), 1),
-        f"{prefix}/n": len(values),
-    }
-    if rewards and values:
-        summary = preference_summary(
-            [beta * (c - rc) for c, _, rc, _ in values], [beta * (r - rr) for _, r, _, rr in values]
-        )
-        metrics.update({f"{prefix}/accuracy": summary["accuracy"], f"{prefix}/margin": summary["margin"]})
+def preference_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """preference/{logp_accuracy,n} (the share of pairs where log pi(chosen) > log pi(rejected), which
+    needs no reference) and, where the rows have rewards, preference/{accuracy,margin}; overall and
+    per pair task (preference/<task>/...), over the pairs of every DPO manifest together."""
+    groups: dict[str, list[dict[str, Any]]] = {"preference": rows}
+    for row in rows:
+        if row["task"] is not None:
+            groups.setdefault(f"preference/{row['task']}", []).append(row)
+    metrics: dict[str, float] = {}
+    for prefix, members in groups.items():
+        metrics[f"{prefix}/logp_accuracy"] = sum(
+            r["logps/chosen"] > r["logps/rejected"] for r in members
+        ) / max(len(members), 1)
+        metrics[f"{prefix}/n"] = len(members)
+        if members and "rewards/chosen" in members[0]:
+            summary = preference_summary(
+                [r["rewards/chosen"] for r in members], [r["rewards/rejected"] for r in members]
+            )
+            metrics.update({f"{prefix}/accuracy": summary["accuracy"], f"{prefix}/margin": summary["margin"]})
     return metrics
 
 
@@ -198,13 +181,17 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     items: list[dict[str, Any]] = []
     pairs: list[dict[str, Any]] = []
+    dropped_pairs = 0
     for path, kind in kinds.items():
         if kind == "dpo":
-            pair_metrics, pair_rows = evaluate_preference(model, reference, processor, path, cfg)
-            metrics.update(pair_metrics)
-            pairs += pair_rows
+            rows, dropped = evaluate_preference(model, reference, processor, path, cfg)
+            pairs += rows
+            dropped_pairs += dropped
         else:
             items += evaluate_generation(model, processor, path, kind, cfg)
+    if "dpo" in kinds.values():
+        metrics.update(preference_metrics(pairs))
+        metrics["preference/dropped"] = dropped_pairs
     metrics.update(score_generations(items))
     if items:
         metrics["generation/dropped"] = sum(item["dropped"] for item in items)  # scored as wrong answers

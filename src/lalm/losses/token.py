@@ -55,7 +55,7 @@ def target_logps(
         else:
             chunk = _chunk_logps(logits_chunk, targets_chunk)
         chunks.append(chunk)
-    return torch.cat(chunks) if chunks else logits.new_zeros(0, dtype=torch.float32)
+    return torch.cat(chunks)  # split() of 0 rows still gives one (empty) chunk, in the graph
 
 
 def token_logps(

@@ -51,23 +51,20 @@ def ctc_targets(batch: dict[str, Any], skip_ids: set[int]) -> list[torch.Tensor 
 
 
 def ctc_loss_sum(
-    logits: torch.Tensor, lengths: torch.Tensor, targets: list[torch.Tensor | None], blank: int
+    logits: torch.Tensor, lengths: torch.Tensor, targets: list[torch.Tensor], blank: int
 ) -> torch.Tensor:
-    """Summed CTC loss over clips that have a target.
+    """Summed CTC loss over clips, each with a non-empty target (the caller keeps only those).
 
-    logits (N, T, V) per clip and encoder frame; lengths (N,) real frames; targets[i] (S_i,) or None.
+    logits (N, T, V) per clip and encoder frame; lengths (N,) real frames; targets[i] (S_i,), S_i > 0.
     """
-    keep = [i for i, t in enumerate(targets) if t is not None and len(t) > 0]
-    if not keep:
+    if not targets:
         return logits.sum() * 0.0  # keeps the graph (and ZeRO's hooks) identical on every rank
-    index = torch.tensor(keep, device=logits.device)
-    log_probs = F.log_softmax(logits.index_select(0, index).float(), dim=-1).transpose(0, 1)
-    chosen = [targets[i] for i in keep]
+    log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)
     return F.ctc_loss(
         log_probs,
-        torch.cat(chosen),  # type: ignore[arg-type]
-        lengths.index_select(0, index),
-        torch.tensor([len(t) for t in chosen], device=logits.device),  # type: ignore[arg-type]
+        torch.cat(targets),
+        lengths,
+        torch.tensor([len(t) for t in targets], device=logits.device),
         blank=blank,
         reduction="sum",
         zero_infinity=True,

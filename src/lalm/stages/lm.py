@@ -102,11 +102,12 @@ class LanguageModelingStage:
         # Masked labels: weight-0 rows (evaluation padding) get empty targets and are left out.
         targets = ctc_targets({**batch, "labels": labels}, self.special_ids)
         keep = [i for i, target in enumerate(targets) if target is not None and len(target) > 0]
+        kept_targets = [target for target in targets if target is not None and len(target) > 0]
         supervised, ctc_logits = self._forward_with_ctc(engine, batch, labels, keep)
         loss_sum, tokens = -supervised.logps().sum(), supervised.targets.numel()
         lengths = audio_token_count(batch["feature_attention_mask"].sum(-1))  # encoder frames per clip
         kept_lengths = lengths[torch.tensor(keep, dtype=torch.long, device=lengths.device)]
-        ctc = ctc_loss_sum(ctc_logits, kept_lengths, [targets[i] for i in keep], self.blank)
+        ctc = ctc_loss_sum(ctc_logits, kept_lengths, kept_targets, self.blank)
         total = loss_sum + self.ctc_weight * ctc
         metrics = {"ctc": float(ctc.detach()), "lm_loss": float(loss_sum.detach())}
         return StepOutput(loss=total, units=float(tokens), metrics=metrics)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def has_gpu() -> bool:
@@ -44,19 +47,33 @@ def device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if has_gpu() else torch.device("cpu")
 
 
-def all_reduce_sum(values: dict[str, float]) -> dict[str, float]:
+def all_reduce_sum(values: dict[str, float], same_keys: bool = False) -> dict[str, float]:
     """Sum each value over ranks. Ranks may hold different keys (a drop reason seen on one rank only):
-    the union of keys is agreed first, a key missing on a rank counts 0 there."""
+    the union of keys is agreed first (one all_gather_object), a key missing on a rank counts 0 there.
+    same_keys=True: the caller guarantees every rank has the same keys, and the agreement is skipped."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return dict(values)
-    key_sets: list[list[str] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(key_sets, sorted(values))
-    keys = sorted({key for part in key_sets for key in part or []})
+    if same_keys:
+        keys = sorted(values)
+    else:
+        key_sets: list[list[str] | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(key_sets, sorted(values))
+        keys = sorted({key for part in key_sets for key in part or []})
     if not keys:
         return {}
     tensor = torch.tensor([float(values.get(k, 0.0)) for k in keys], dtype=torch.float64, device=device())
     dist.all_reduce(tensor)
     return dict(zip(keys, tensor.tolist(), strict=True))
+
+
+def from_main(value: T) -> T:
+    """Rank 0's `value` on every rank (other ranks may pass None): for results that must agree across
+    ranks but come from I/O that could fail on one rank only."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    box: list[Any] = [value if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier() -> None:

@@ -20,7 +20,7 @@ from lalm.config.train import TrainerConfig
 from lalm.data.sampling import LengthGroupedStream, RankBatches, evaluation_batches, record_cost
 from lalm.stages.base import Batch, Stage, to_device
 from lalm.training.checkpoint import export_final, save_checkpoint
-from lalm.training.distributed import all_reduce_sum, device, rank, world_size
+from lalm.training.distributed import all_reduce_sum, device, from_main, rank, world_size
 from lalm.training.logging import MetricsLogger
 
 
@@ -64,7 +64,8 @@ class Trainer:
     def _train_batches(self) -> Any:
         stream = self.stage.sample_stream(self.data.train, self.data.seed)
         if self.data.length_groups:
-            costs = [record_cost(record) for record in self.data.train.records]
+            # Costs may read audio headers; rank 0's are used everywhere, so all ranks sort alike.
+            costs = from_main([record_cost(r) for r in self.data.train.records] if rank() == 0 else None)
             stream = LengthGroupedStream(
                 stream, costs, self.cfg.global_batch_size, self.data.length_groups, self.data.seed
             )
@@ -116,7 +117,7 @@ class Trainer:
         lr = self.engine.get_lr()[0]  # the rate this step uses (the schedule advances inside step())
         self.engine.train()
         local = {"units": float(sum(self.stage.count_units(b) for b in micro_batches))}
-        units = all_reduce_sum(local)["units"]
+        units = all_reduce_sum(local, same_keys=True)["units"]
         # DeepSpeed averages gradients over ranks: x world turns the average back into a sum, / units
         # makes it the mean over every unit of the step on every rank.
         scale = world_size() / max(units, 1.0)

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from lalm.config.data import SyntheticRecipeConfig
+from lalm.config.eval import EvalConfig
 from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
 from lalm.config.store import PrepareDataConfig, register_configs
 from lalm.config.train import (
@@ -24,7 +25,6 @@ from lalm.config.train import (
     TrainConfig,
     TrainerConfig,
 )
-from lalm.eval.runner import EvalConfig
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 # Group files: the schema of their node and some values the file sets (checked after composition).

@@ -116,7 +116,8 @@ def test_unknown_stage_name(corpus_dir):
         (SftStageConfig(chat_weight=1.5), "stage.chat_weight must be in [0, 1], got 1.5"),
         (DpoStageConfig(rpo_alpha=-1.0), "stage.rpo_alpha must be >= 0, got -1.0"),
         (PretrainStageConfig(task_weights={"asr": -1.0}), "stage.task_weights must be >= 0"),
-        (PretrainStageConfig(task_weights=dict.fromkeys(TASKS, 0.0)), "and leave some task in"),
+        (PretrainStageConfig(task_weights=dict.fromkeys(TASKS, 0.0)), "must leave some task in"),
+        (SftStageConfig(task_weights={"lid": -2.0}), "stage.task_weights must be >= 0"),
         (PretrainStageConfig(task_weights={"asr": 2.0, "karaoke": 1.0}), "unknown tasks ['karaoke']"),
     ],
 )
@@ -124,6 +125,18 @@ def test_stage_values(corpus_dir, checkpoint, stage, fragment):
     message = _errors(_config(corpus_dir, stage, init_from=str(checkpoint)))
     assert fragment in message
     assert message.count("\n  - ") == 1  # only this mistake
+
+
+def test_sft_task_weights_may_name_any_label(corpus_dir, checkpoint):
+    # SFT tasks are free labels of the manifest (checked when the stream is built), not the fixed set.
+    cfg = _config(corpus_dir, SftStageConfig(task_weights={"emotion_qa": 2.0}), init_from=str(checkpoint))
+    validate(cfg, 1)
+
+
+def test_negative_length_groups(corpus_dir):
+    cfg = _config(corpus_dir, PretrainStageConfig())
+    cfg.data.length_groups = -1
+    assert "data.length_groups must be >= 0, got -1" in _errors(cfg)
 
 
 def test_nothing_trainable(corpus_dir):

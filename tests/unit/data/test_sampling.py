@@ -14,6 +14,7 @@ from lalm.data.sampling import (
     LengthGroupedStream,
     MixtureStream,
     RankBatches,
+    deal_in_order,
     evaluation_batches,
     record_cost,
 )
@@ -247,3 +248,15 @@ def test_record_cost_counts_audio_seconds_and_text(tmp_path) -> None:  # noqa: A
         "rejected": "abc",
     }
     assert record_cost(dpo) == pytest.approx((3 + 6 + 3) / 3)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_deal_in_order_gives_each_rank_every_worlds_item_in_order(world: int) -> None:
+    for size in range(1, 23):
+        ranked = list(range(size))  # ascending "lengths"
+        order = deal_in_order(ranked, world)
+        assert sorted(order) == ranked
+        for r in range(world):
+            span = [order[i] for batch in evaluation_batches(size, 2, r, world) for i, real in batch if real]
+            assert span == sorted(span)  # a rank's batches hold neighbours in the order
+            assert not span or span[0] < world  # dealt like cards: each rank starts with a short one

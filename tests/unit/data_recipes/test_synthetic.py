@@ -10,6 +10,7 @@ from pathlib import Path
 import soundfile as sf
 
 from data_recipes import synthetic
+from data_recipes import synthetic_text as st
 from data_recipes.synthetic import split_of
 from lalm.config.data import SyntheticRecipeConfig
 from lalm.data.manifest import load_manifest, read_manifest_records
@@ -72,6 +73,19 @@ def test_splits_share_no_sentence(corpus_dir):
     assert not texts["train"] & texts["test"]
     assert not texts["dev"] & texts["test"]
     assert split_of("trip:anna:market:mon", 0.1) == split_of("trip:anna:market:mon", 0.1)
+
+
+def test_training_pairs_never_reject_a_held_out_sentence(corpus_dir):
+    held_out = {
+        st.render(key, language).text
+        for key in st.statement_keys()
+        if split_of(key, 0.1) != "train"
+        for language in st.LANGUAGES
+    }
+    dpo = read_manifest_records(corpus_dir / "dpo" / "train.jsonl", "dpo")
+    asr = [r for r in dpo if r["task"] == "asr"]
+    assert len(asr) >= 10
+    assert not {r["rejected"] for r in asr} & held_out
 
 
 def test_manifests_cover_every_stage_mode_language_and_task(corpus_dir):

@@ -70,6 +70,16 @@ def test_corrupt_differs_and_is_deterministic(language: str) -> None:
             assert changed == st.corrupt(key, language, seed)
 
 
+def test_corrupt_keeps_to_the_allowed_meanings() -> None:
+    key = "trip:anna:market:mon"
+    only_days = st.corrupt(key, "en", 0, allowed=lambda k: k.startswith("trip:anna:market:"))
+    assert only_days.startswith("Anna goes to the market on ") and only_days != st.render(key, "en").text
+    # Without `allowed` the draw is unchanged: the first slot drawn, then a value of it.
+    assert st.corrupt(key, "en", 3) == st.corrupt(key, "en", 3, allowed=lambda k: True)
+    with pytest.raises(ValueError, match="no one-word change"):
+        st.corrupt(key, "en", 0, allowed=lambda k: False)
+
+
 def test_known_values() -> None:
     assert "seven" in st.answer("sum:3:4", "en").lower()
     assert st.number_word(17, "fr") == "dix-sept"

@@ -68,3 +68,27 @@ def test_nothing_supervised_gives_zero_rows(tiny, corpus_dir) -> None:  # noqa: 
 def test_a_model_without_an_output_layer_is_named() -> None:
     with pytest.raises(ValueError, match="Linear has no output layer"):
         output_layer(type("Linear", (), {"get_output_embeddings": lambda self: None})())
+
+
+def test_peft_wrapped_model_with_adapters_on_and_off(tiny, corpus_dir) -> None:  # noqa: ANN001
+    from lalm.config.train import LoraConfig, PretrainStageConfig
+    from lalm.training.params import prepare_trainable
+
+    model, processor = tiny
+    stage = PretrainStageConfig(
+        train_encoder=False, train_projector=False, lora=LoraConfig(enabled=True, r=4)
+    )
+    wrapped = prepare_trainable(copy.deepcopy(model), stage)
+    for name, parameter in wrapped.named_parameters():  # make the adapters matter (B starts at 0)
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=0.5)
+    batch = _batch(processor, corpus_dir)
+    labels = masked_labels(batch)
+    with torch.no_grad():
+        on = supervised_logits(wrapped, batch, labels).logps()
+        torch.testing.assert_close(on, token_logps(logits_of(wrapped, batch), labels)[labels[:, 1:] != -100])
+        with wrapped.disable_adapter():
+            off = supervised_logits(wrapped, batch, labels).logps()
+        base = supervised_logits(model, batch, labels).logps()
+    torch.testing.assert_close(off, base, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(on, off)
