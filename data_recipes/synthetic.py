@@ -21,7 +21,7 @@ from typing import Any
 
 from data_recipes import synthetic_audio as sa
 from data_recipes import synthetic_text as st
-from data_recipes.synthetic_records import LABELS, Clip, build_records
+from data_recipes.synthetic_records import LABELS, Clip, build_records, check_recipe
 from data_recipes.synthetic_text import split_of
 from lalm.config.data import SyntheticRecipeConfig
 from lalm.data.audio import write_audio
@@ -213,6 +213,7 @@ def prepare(cfg: SyntheticRecipeConfig, output_dir: str | Path) -> dict[str, Any
     """Generate the whole corpus into `output_dir`; returns (and writes) its summary."""
     start = time.time()
     output_dir = Path(output_dir)
+    check_recipe(cfg)
     clips = plan_clips(cfg)
     render_all(clips, output_dir, cfg)
     counts: Counter[str] = Counter()

@@ -184,9 +184,19 @@ def sft_records(clips: list[Clip], seed: int) -> list[Record]:
     return records
 
 
-def dpo_records(clips: list[Clip], seed: int, heldout_fraction: float = 0.1) -> list[Record]:
-    """Training pairs never reject a held-out sentence: a swapped word of a train clip's transcript must
+def dpo_records(
+    clips: list[Clip], seed: int, heldout_fraction: float = 0.1, asr_languages: tuple[str, ...] = ()
+) -> list[Record]:
+    """Every utterance gives a pair, transcript (even clip index; only in `asr_languages`, () = all) or
+    language label (odd); every spoken question an answer-language pair.
+
+    Training pairs never reject a held-out sentence: a swapped word of a train clip's transcript must
     give another train meaning, else DPO would push down dev/test sentences before they are scored."""
+    unknown = sorted(set(asr_languages) - set(LANGUAGE_CODES))
+    if unknown:
+        raise ValueError(
+            f"dpo_asr_languages has unknown languages {unknown}; choose from {list(LANGUAGE_CODES)}"
+        )
 
     def in_train(key: str) -> bool:
         return st.split_of(key, heldout_fraction) == "train"
@@ -211,8 +221,10 @@ def dpo_records(clips: list[Clip], seed: int, heldout_fraction: float = 0.1) -> 
                     "rejected": rejected,
                 }
             )
-        elif clip.kind == "speech" and index % 2 == 0:
-            task = "asr" if index % 4 == 0 else "lid"
+        elif clip.kind == "speech":
+            task = "asr" if index % 2 == 0 else "lid"
+            if task == "asr" and asr_languages and info["language"] not in asr_languages:
+                continue
             question, chosen, _ = facts.ask(task, f"{clip.id}-dpo-{task}")
             if task == "asr":
                 allowed = in_train if clip.split == "train" else None
@@ -238,6 +250,15 @@ def dpo_records(clips: list[Clip], seed: int, heldout_fraction: float = 0.1) -> 
     return records
 
 
+def check_recipe(cfg: SyntheticRecipeConfig) -> None:
+    """Config mistakes the records would hit, raised before any audio is rendered."""
+    unknown = sorted(set(cfg.dpo_asr_languages) - set(LANGUAGE_CODES))
+    if unknown:
+        raise ValueError(
+            f"recipe.dpo_asr_languages has unknown languages {unknown}; choose from {list(LANGUAGE_CODES)}"
+        )
+
+
 def build_records(clips: list[Clip], cfg: SyntheticRecipeConfig) -> dict[str, dict[str, list[Record]]]:
     by_split: dict[str, list[Clip]] = {}
     for clip in clips:
@@ -245,7 +266,7 @@ def build_records(clips: list[Clip], cfg: SyntheticRecipeConfig) -> dict[str, di
     builders = {
         "pretrain": pretrain_records,
         "sft": sft_records,
-        "dpo": lambda c, seed: dpo_records(c, seed, cfg.heldout_fraction),
+        "dpo": lambda c, seed: dpo_records(c, seed, cfg.heldout_fraction, tuple(cfg.dpo_asr_languages)),
     }
     return {
         stage: {split: build(c, cfg.seed) for split, c in by_split.items()}

@@ -132,6 +132,7 @@ def write_report(
     seconds: dict[str, float],
     total: float,
     quick: bool = False,
+    pair_note: str = "",
 ) -> None:
     plots = plot_curves(out)
     checks = "\n".join(f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in targets(metrics))
@@ -152,7 +153,7 @@ Total time: {total / 60:.1f} min ({timing}).
 Preference accuracy by pair type (the reward is beta * log(pi / pi_sft), so the SFT row is all ties):
 
 {pair_table(metrics)}
-
+{pair_note}
 ## Targets
 
 | target | measured | met |

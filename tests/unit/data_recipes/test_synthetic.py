@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 
 from data_recipes import synthetic
@@ -131,3 +132,22 @@ def test_spoken_question_answers_are_right(corpus_dir):
         words = record["chosen"].rstrip(".").lower().split()
         a, b, total = (value[w] for w in (words[0], words[2], words[-1]))
         assert a + b == total
+
+
+def test_dpo_asr_languages_limits_transcript_pairs(tmp_path):
+    from data_recipes.synthetic_records import dpo_records
+
+    cfg = SyntheticRecipeConfig(size=0.05)
+    clips = [c for c in synthetic.plan_clips(cfg) if c.split == "train"]
+    for clip in clips:
+        clip.info["duration"] = 1.0  # not rendered: only the records are built
+    every = dpo_records(clips, cfg.seed)
+    english = dpo_records(clips, cfg.seed, asr_languages=("en",))
+    language_of = {f"{c.id}-dpo": c.info.get("language") for c in clips}
+    assert {language_of[r["id"]] for r in every if r["task"] == "asr"} - {"en"}
+    assert {language_of[r["id"]] for r in english if r["task"] == "asr"} == {"en"}
+    others = [r for r in every if not (r["task"] == "asr" and language_of[r["id"]] != "en")]
+    assert english == others  # the rest of the pairs is unchanged
+    with pytest.raises(ValueError, match=r"unknown languages \['xx'\]"):
+        synthetic.prepare(SyntheticRecipeConfig(size=0.01, dpo_asr_languages=["xx"]), tmp_path)
+    assert not (tmp_path / "audio").exists()  # refused before rendering anything
