@@ -40,9 +40,9 @@ EVAL_TASKS = ("asr", "lid", "gender")  # what the report's table shows; DPO pair
 #   the encoder must learn to listen first, and the other tasks need little data (natural mix, 700
 #   steps: WER 41.5%, language ID 53%). Half the speech is English, and length-grouped batches with the
 #   output layer only on supervised tokens make a step ~1.5x cheaper, which pays for 1,600 steps:
-#   English WER 7.4%, language ID 82% (1,200 steps with 60% English: 9-16% and 73-78%).
+#   English WER 7.4-17.2%, language ID 78-82% in two runs (1,200 steps with 60% English: 9-16%, 73-78%).
 # - SFT at a low rate keeps what pretraining learned (lr 5e-4 cost 7 WER points); language-ID
-#   examples 3x within analysis mode keep it at 80% or above (75% at 1x from the same start).
+#   examples 3x within analysis mode: 80% vs 75% at 1x from the same start (60 test examples).
 # - DPO adds the chosen response's NLL (rpo_alpha=1): without it greedy decoding breaks (English WER
 #   127%). Transcript pairs only for English: the model transcribes little else (WER 36-62% in fr, it,
 #   es, de; CER ~100% in zh, yue), so held-out transcript pairs in those languages stay at chance

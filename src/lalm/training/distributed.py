@@ -66,14 +66,16 @@ def all_reduce_sum(values: dict[str, float], same_keys: bool = False) -> dict[st
     return dict(zip(keys, tensor.tolist(), strict=True))
 
 
-def from_main(value: T) -> T:
+def from_main(value: T | None) -> T:
     """Rank 0's `value` on every rank (other ranks may pass None): for results that must agree across
     ranks but come from I/O that could fail on one rank only."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return value
-    box: list[Any] = [value if is_main() else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        box: list[Any] = [value if is_main() else None]
+        dist.broadcast_object_list(box, src=0)
+        value = box[0]
+    if value is None:
+        raise ValueError("from_main: rank 0 passed None")
+    return value
 
 
 def barrier() -> None:
