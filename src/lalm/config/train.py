@@ -92,6 +92,12 @@ class DataConfig:
     # > 0: sort this many global batches at a time by length, so a batch pads less (seekable, see
     # lalm.data.sampling.LengthGroupedStream); 0 keeps the stage's own order.
     length_groups: int = 0
+    # Bad examples (unreadable, truncated, NaN audio, too long...) are skipped, counted and named in
+    # <run>/bad_examples.jsonl; the run aborts once more than this share of the manifest is bad.
+    max_bad_fraction: float = 0.01
+    # A clip whose decoded length differs from its manifest `duration` by more than this many
+    # seconds is skipped as `duration_mismatch` (the file changed since the manifest was written).
+    duration_tolerance_s: float = 0.1
 
 
 @dataclass
@@ -136,11 +142,20 @@ class TrainerConfig:
     eval_every: int = 50
     eval_batches: int = 0  # 0: the whole dev manifest
     log_every: int = 1
-    save_every: int = 0  # 0: only the final export
+    save_every: int = 0  # 0: only the final export (and a checkpoint on preemption)
+    keep_last: int = 2  # complete checkpoints kept; older ones are deleted once a newer one is complete
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
     seed: int = 0
     progress_bar: bool = True
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    # A step whose loss or gradient norm is not finite on any rank: skip (counted, logged as
+    # skipped: true, the LR schedule still advances) or abort. Skips in a row beyond the limit abort.
+    nonfinite: str = "skip"
+    max_consecutive_skips: int = 5
+    # torch.distributed's timeout for the process group and every collective, and the watchdog that
+    # turns a step (or evaluation, or save) stuck for longer into an error naming the rank and step.
+    collective_timeout_s: float = 1800.0
+    step_timeout_s: float = 3600.0
 
 
 @dataclass
@@ -154,6 +169,9 @@ class TrainConfig:
     output_dir: str = MISSING
     init_from: str | None = None
     experiment: str | None = None
+    # auto: continue from the newest complete checkpoint of <output_dir>/<stage>/ if there is one,
+    # else start fresh; never: refuse a folder that already holds a run; a path: load that checkpoint.
+    resume: str = "auto"
 
 
 def accumulation_steps(trainer: TrainerConfig, world_size: int) -> int:
