@@ -10,7 +10,7 @@ TORCH_CPU_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo test test-unit test-gpu bench lint format clean
+.PHONY: help install system-deps demo test test-reliability test-unit test-gpu bench lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,8 +43,11 @@ system-deps: ## install espeak-ng and sox (needed by the synthetic corpus) when 
 demo: install ## the main job: data -> pretrain -> SFT -> DPO on CPU (torchrun, 2 ranks) -> evaluation -> outputs/demo/REPORT.md
 	$(PY) scripts/demo.py --output outputs/demo
 
-test: install ## run the whole suite: unit, integration, distributed (torchrun, 2 gloo ranks); gpu tests skip without a GPU
-	DS_ACCELERATOR=cpu OMP_NUM_THREADS=2 $(PY) -m pytest $(PYTEST_ARGS)
+test: install ## run the suite: unit, integration, distributed (torchrun, 2 gloo ranks); gpu tests skip without a GPU
+	DS_ACCELERATOR=cpu OMP_NUM_THREADS=2 $(PY) -m pytest -m "not reliability" $(PYTEST_ARGS)
+
+test-reliability: install ## kill, signal, corrupt and resume real 2-rank jobs (tests/reliability; CI runs it after make test)
+	DS_ACCELERATOR=cpu OMP_NUM_THREADS=1 $(PY) -m pytest tests/reliability -m reliability $(PYTEST_ARGS)
 
 test-unit: install ## run the fast unit tests only
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import random
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,21 @@ from lalm.stages.base import Stage
 from lalm.stages.ctc import attach_ctc_head
 from lalm.stages.dpo import DpoStage
 from lalm.stages.lm import LanguageModelingStage
-from lalm.training.distributed import init_distributed, is_main, world_size
+from lalm.training.checkpoint import CheckpointError, read_state
+from lalm.training.distributed import from_main, init_distributed, is_main, world_size
 from lalm.training.engine import initialize_engine, initialize_reference
+from lalm.training.exits import EXIT_CONFIG, EXIT_LOCKED, TrainingExit
 from lalm.training.logging import MetricsLogger
 from lalm.training.params import prepare_trainable
-from lalm.training.trainer import DataSources, Trainer
+from lalm.training.run_folder import (
+    ResumePlan,
+    RunFolderError,
+    RunLock,
+    data_fingerprint,
+    plan_resume,
+    prepare_logs,
+)
+from lalm.training.trainer import DataSources, RunContext, Trainer
 
 
 def seed_everything(seed: int) -> None:
@@ -65,12 +76,70 @@ def build_stage(cfg: TrainConfig, special_ids: tuple[int, ...] = ()) -> tuple[St
     return stage, None
 
 
+def load_data(cfg: TrainConfig) -> tuple[ManifestDataset, ManifestDataset]:
+    """Train and dev manifests, every line checked (all bad lines named at once), before anything
+    is built: a data mistake costs seconds, not a model build."""
+    train = ManifestDataset.from_manifest(
+        manifest_path(cfg, "train_manifest"), cfg.stage.name, cfg.data.prompt_seed
+    )
+    dev = ManifestDataset.from_manifest(
+        manifest_path(cfg, "dev_manifest"), cfg.stage.name, cfg.data.prompt_seed
+    )
+    # TODO(validation): validate_data(cfg, train.records, dev.records) once it lands
+    return train, dev
+
+
+@dataclass
+class Claim:
+    """What rank 0 decided about the run folder, as every rank sees it."""
+
+    plan: ResumePlan
+    start_step: int
+    fingerprint: dict[str, Any]
+    lock: RunLock | None = None  # rank 0's; released when the run ends (or at exit)
+
+
+def claim_run_folder(
+    run_dir: Path, resume: str, config: dict[str, Any], train_manifest: str, examples: int
+) -> Claim:
+    """Rank 0 locks run_dir, decides whether to resume and tidies the logs; every rank gets the plan,
+    the resume step and the train data's fingerprint, or the same error."""
+    outcome: dict[str, Any] = {}
+    lock = None
+    if is_main():
+        try:
+            lock = RunLock(run_dir)
+            lock.acquire()
+            atexit.register(lock.release)
+            fingerprint = data_fingerprint(train_manifest, examples)
+            plan = plan_resume(run_dir, resume, config, fingerprint)
+            step = read_state(Path(plan.checkpoint))["train_state"]["step"] if plan.checkpoint else 0
+            prepare_logs(run_dir, step)
+            notes = [lock.note] if lock.note else []
+            plan = ResumePlan(plan.checkpoint, notes + plan.notes)
+            outcome = {"plan": plan, "step": step, "fingerprint": fingerprint}
+        except RunFolderError as err:
+            outcome = {"error": str(err), "locked": "in use by another job" in str(err)}
+        except CheckpointError as err:
+            outcome = {"error": str(err), "locked": False}
+    outcome = from_main(outcome if is_main() else None)
+    if "error" in outcome:
+        raise TrainingExit(EXIT_LOCKED if outcome["locked"] else EXIT_CONFIG, outcome["error"])
+    if is_main():
+        for note in outcome["plan"].notes:
+            print(f"lalm: {note}", flush=True)
+    return Claim(outcome["plan"], outcome["step"], outcome["fingerprint"], lock)
+
+
 def build_trainer(cfg: TrainConfig) -> Trainer:
     world = world_size()  # from torchrun's environment; the group is joined after validation
     validate(cfg, world)  # all config mistakes, before any model is allocated
-    init_distributed()
-    seed_everything(cfg.trainer.seed)
+    train, dev = load_data(cfg)
+    init_distributed(cfg.trainer.collective_timeout_s)
     run_dir = Path(cfg.output_dir) / cfg.stage.name
+    config = json.loads(json.dumps(asdict(cfg), default=str))
+    claim = claim_run_folder(run_dir, cfg.resume, config, manifest_path(cfg, "train_manifest"), len(train))
+    seed_everything(cfg.trainer.seed)
     base_model, processor = build_model(model_config(cfg))
     special = tuple(processor.tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS)))
     stage, reference = build_stage(cfg, special)
@@ -81,12 +150,6 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     engine = initialize_engine(model, cfg.deepspeed, cfg.trainer, cfg.optim, accumulation)
     if reference is not None:
         stage.reference = initialize_reference(reference, cfg.deepspeed, cfg.trainer)  # type: ignore[attr-defined]
-    train = ManifestDataset.from_manifest(
-        manifest_path(cfg, "train_manifest"), cfg.stage.name, cfg.data.prompt_seed
-    )
-    dev = ManifestDataset.from_manifest(
-        manifest_path(cfg, "dev_manifest"), cfg.stage.name, cfg.data.prompt_seed
-    )
     data = DataSources(
         train,
         dev,
@@ -94,11 +157,28 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         cfg.trainer.seed,
         cfg.data.num_workers,
         cfg.data.length_groups,
+        cfg.data.max_bad_fraction,
     )
     if is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     logger = MetricsLogger(
-        run_dir, cfg.trainer.max_steps, 0, cfg.trainer.wandb, asdict(cfg), is_main(), cfg.trainer.progress_bar
+        run_dir,
+        cfg.trainer.max_steps,
+        claim.start_step,
+        cfg.trainer.wandb,
+        config,
+        is_main(),
+        cfg.trainer.progress_bar,
     )
-    return Trainer(engine, stage, processor, data, cfg.trainer, accumulation, run_dir, logger)
+    trainer = Trainer(
+        engine,
+        stage,
+        processor,
+        data,
+        cfg.trainer,
+        accumulation,
+        RunContext(run_dir, logger, config, claim.fingerprint, claim.lock),
+    )
+    if claim.plan.checkpoint is not None:
+        trainer.restore(Path(claim.plan.checkpoint))
+    return trainer

@@ -15,8 +15,14 @@ def has_gpu() -> bool:
     return torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "") != "cpu"
 
 
-def init_distributed() -> None:
-    """Join the torchrun group (nccl on GPUs, gloo on CPU); a plain `python` run becomes a group of one."""
+def init_distributed(timeout_s: float | None = None) -> None:
+    """Join the torchrun group (nccl on GPUs, gloo on CPU); a plain `python` run becomes a group of one.
+
+    timeout_s bounds the rendezvous and every collective (trainer.collective_timeout_s): a rank that
+    never joins one becomes an error on the others instead of a silent hang.
+    """
+    from datetime import timedelta
+
     import deepspeed
 
     if dist.is_initialized():
@@ -26,7 +32,8 @@ def init_distributed() -> None:
     os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
     if has_gpu():
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    deepspeed.init_distributed(dist_backend="nccl" if has_gpu() else "gloo")
+    options = {} if timeout_s is None else {"timeout": timedelta(seconds=timeout_s)}
+    deepspeed.init_distributed(dist_backend="nccl" if has_gpu() else "gloo", **options)
 
 
 def rank() -> int:
@@ -76,6 +83,20 @@ def from_main(value: T | None) -> T:
     if value is None:
         raise ValueError("from_main: rank 0 passed None")
     return value
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if `flag` is True on any rank (one small all-reduce)."""
+    return all_reduce_sum({"flag": float(flag)}, same_keys=True)["flag"] > 0
+
+
+def all_gather(value: T) -> list[T]:
+    """Every rank's `value`, in rank order, on every rank (pickled objects: for rare, small payloads)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [value]
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, value)
+    return parts
 
 
 def barrier() -> None:

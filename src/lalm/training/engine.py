@@ -39,7 +39,8 @@ def deepspeed_config(
         "gradient_accumulation_steps": accumulation,
         "gradient_clipping": optim.max_grad_norm,
         "zero_optimization": zero,
-        "bf16": {"enabled": use_bf16(trainer.precision)},
+        # DeepSpeed checks bf16 gradients for inf/NaN only when asked; the trainer's guard relies on it.
+        "bf16": {"enabled": use_bf16(trainer.precision), "check_grad_overflow": True},
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 10**9,
     }
@@ -103,3 +104,40 @@ def initialize_reference(model: torch.nn.Module, ds: DeepSpeedConfig, trainer: T
     engine, *_ = deepspeed.initialize(model=model, config=config)
     engine.eval()
     return engine
+
+
+class StepGate:
+    """Lets the trainer veto one optimizer update after DeepSpeed has reduced the gradients.
+
+    DeepSpeed decides by itself to skip a step with a non-finite gradient norm under ZeRO 1-3 (and
+    then also skips the LR schedule), but not under ZeRO-0, and never for a loss that is non-finite on
+    one rank only while the reduced gradients look fine. So the trainer agrees on its own verdict
+    across ranks and, for a skip, the base optimizer's `step` returns without touching weights or
+    moments; the gradients are cleared by DeepSpeed as after any step. `finish_step` then advances the
+    schedule exactly once per optimizer step, applied or not, so step k always uses lr(k).
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.skip = False
+        inner = getattr(engine.optimizer, "optimizer", engine.optimizer)  # ZeRO wraps the torch optimizer
+        original = inner.step
+
+        def gated_step(*args: Any, **kwargs: Any) -> Any:
+            return None if self.skip else original(*args, **kwargs)
+
+        gated_step._wrapped_by_lr_sched = True  # type: ignore[attr-defined]  # torch's "step overridden" check
+        inner.step = gated_step
+
+    def step(self, skip: bool) -> bool:
+        """The boundary engine.step(); returns whether the update was applied."""
+        scheduler = self.engine.lr_scheduler
+        before = scheduler.last_epoch if scheduler is not None else None
+        self.skip = skip
+        try:
+            self.engine.step()
+        finally:
+            self.skip = False
+        if scheduler is not None and scheduler.last_epoch == before:  # DeepSpeed skipped it (overflow)
+            scheduler.step()
+        return not skip and bool(self.engine.was_step_applied())

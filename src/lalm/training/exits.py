@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 EXIT_OK = 0
 # A preemption signal (SIGTERM/SIGUSR1) or the launcher's death was handled: every rank saved a
 # complete checkpoint at a step boundary. Requeue the job; resume=auto continues from it.
@@ -24,8 +27,11 @@ EXIT_LOCKED = 73  # EX_CANTCREAT
 
 
 class TrainingExit(SystemExit):
-    """Ends scripts/train.py with `code` after `message` has been printed; raised on every rank."""
+    """Ends scripts/train.py with `code`; the message is printed to stderr when it is raised, so it
+    reaches the job log whoever catches it (SystemExit passes through Hydra's error handling)."""
 
     def __init__(self, code: int, message: str) -> None:
         super().__init__(code)
         self.message = message
+        where = f"rank {os.environ['RANK']}: " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        print(f"lalm: {where}{message} (exit code {code})", file=sys.stderr, flush=True)

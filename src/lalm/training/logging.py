@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,6 @@ class MetricsLogger:
         if not enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
-        if start_step == 0:
-            self.path.unlink(missing_ok=True)  # a fresh run does not append to an earlier run's log
         if progress_bar:
             self._bar = tqdm(total=total_steps, initial=start_step, desc=run_dir.name, dynamic_ncols=True)
         if wandb_cfg.mode != "disabled":
@@ -51,8 +50,9 @@ class MetricsLogger:
         """Append one record ({"step": ..., ...}); train records also advance the bar."""
         if not self.enabled:
             return
+        record = {k: strict_json_value(v) for k, v in record.items()}
         with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json.dumps(record, allow_nan=False) + "\n")
         if self._wandb is not None:
             self._wandb.log(
                 {k: v for k, v in record.items() if isinstance(v, (int, float))}, step=record["step"]
@@ -62,8 +62,24 @@ class MetricsLogger:
             shown = {k: record[k] for k in ("loss", "lr", "tokens_per_s") if k in record}
             self._bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()})
 
+    def log_lines(self, name: str, records: list[dict[str, Any]]) -> None:
+        """Append records to another JSONL file of the run (e.g. bad_examples.jsonl)."""
+        if not self.enabled or not records:
+            return
+        with (self.path.parent / name).open("a", encoding="utf-8") as handle:
+            for record in records:
+                clean = {k: strict_json_value(v) for k, v in record.items()}
+                handle.write(json.dumps(clean, allow_nan=False, ensure_ascii=False) + "\n")
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
         if self._wandb is not None:
             self._wandb.finish()
+            self._wandb = None
+
+
+def strict_json_value(value: Any) -> Any:
+    """NaN and infinities become null: bare NaN/Infinity is not JSON, and readers choke on it."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -1,16 +1,18 @@
 """The one training loop, shared by every stage.
 
-A step: fetch this rank's micro-batches for the optimizer step, count their loss units (supervised
-tokens or pairs) across all ranks, then forward/backward each micro-batch with its loss SUM divided by
-that global count. DeepSpeed averages gradients over ranks, hence the factor `world` below; so the
-update is the same for micro-batch 4 x accumulation 1 and micro-batch 1 x accumulation 4.
+A step: fetch this rank's micro-batches, count their loss units (supervised tokens or pairs) across
+all ranks, forward/backward each micro-batch with its loss SUM divided by that global count, agree
+across ranks on what happened (sums, non-finite loss, stop request) in one all-reduce, then apply or
+skip the optimizer update. DeepSpeed averages gradients over ranks, hence the factor `world` below;
+so the update is the same for micro-batch 4 x accumulation 1 and micro-batch 1 x accumulation 4.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +21,26 @@ import torch
 from lalm.config.train import TrainerConfig
 from lalm.data.sampling import LengthGroupedStream, RankBatches, evaluation_batches, record_cost
 from lalm.stages.base import Batch, Stage, to_device
-from lalm.training.checkpoint import export_final, save_checkpoint
-from lalm.training.distributed import all_reduce_sum, device, from_main, rank, world_size
+from lalm.training import faults
+from lalm.training.checkpoint import export_final, load_checkpoint, save_checkpoint
+from lalm.training.distributed import (
+    all_gather,
+    all_reduce_sum,
+    any_rank,
+    device,
+    from_main,
+    rank,
+    world_size,
+)
+from lalm.training.engine import StepGate
+from lalm.training.exits import EXIT_BAD_DATA, EXIT_DIVERGED, EXIT_REQUEUE, TrainingExit
 from lalm.training.logging import MetricsLogger
+from lalm.training.preemption import StopRequest
+from lalm.training.run_folder import RunLock
+from lalm.training.state import TrainState
+from lalm.training.watchdog import StepWatchdog
 
-
-@dataclass
-class TrainState:
-    """Everything besides DeepSpeed's own state that a resumed run needs (kept explicit on purpose)."""
-
-    step: int = 0
-    units_seen: float = 0.0
-    examples_seen: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
+__all__ = ["DataSources", "TrainState", "Trainer"]
 
 
 @dataclass
@@ -42,6 +51,18 @@ class DataSources:
     seed: int
     num_workers: int = 0
     length_groups: int = 0  # DataConfig.length_groups
+    max_bad_fraction: float = 1.0  # DataConfig.max_bad_fraction
+
+
+@dataclass
+class RunContext:
+    """Where a run writes, and what its checkpoints must record to be resumed."""
+
+    run_dir: Path
+    logger: MetricsLogger
+    config: dict[str, Any] = field(default_factory=dict)  # the resolved TrainConfig, for resume checks
+    data_fingerprint: dict[str, Any] = field(default_factory=dict)  # the train manifest's (run_folder)
+    lock: RunLock | None = None  # rank 0 holds the folder's lock while the run lasts
 
 
 class Trainer:
@@ -53,13 +74,231 @@ class Trainer:
         data: DataSources,
         cfg: TrainerConfig,
         accumulation: int,
-        run_dir: Path,
-        logger: MetricsLogger,
+        run: RunContext,
     ) -> None:
         self.engine, self.stage, self.processor, self.data = engine, stage, processor, data
-        self.cfg, self.accumulation, self.run_dir, self.logger = cfg, accumulation, run_dir, logger
+        self.cfg, self.accumulation, self.run = cfg, accumulation, run
         self.state = TrainState()
         self.device = device()
+        self.gate = StepGate(engine)
+        self.stop = StopRequest()
+        self.watchdog = StepWatchdog(cfg.step_timeout_s, rank())
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> TrainState:
+        self.stop.install()
+        self.watchdog.start()
+        try:
+            self._train()
+            self._finish()
+        finally:
+            self.watchdog.stop()
+            self.stop.uninstall()
+            self.run.logger.close()
+            if self.run.lock is not None:
+                self.run.lock.release()
+        return self.state
+
+    def _train(self) -> None:
+        batches = self._train_batches()
+        while self.state.step < self.cfg.max_steps:
+            step = self.state.step + 1
+            self.watchdog.beat("data", step)
+            faults.at("step", step, self.stop.requested)
+            micro_batches = [next(batches) for _ in range(self.accumulation)]
+            totals, applied = self._optimizer_step(micro_batches)
+            self._after_step(totals, applied)
+            if totals["stop"] > 0:
+                self._preempt()
+
+    def _after_step(self, totals: dict[str, float], applied: bool) -> None:
+        """Count the step, log it, check the guards, then evaluate and save on their cadence."""
+        self.state.advance(totals, applied)
+        step = self.state.step
+        if step % self.cfg.log_every == 0 or step == self.cfg.max_steps or not applied:
+            self.run.logger.log(self._train_record(totals, applied))
+        self._check_bad_fraction()
+        self._check_divergence(applied)
+        if self.cfg.eval_every and step % self.cfg.eval_every == 0:
+            self.run.logger.log(self.evaluate())
+        if self.cfg.save_every and step % self.cfg.save_every == 0:
+            self.save()
+
+    def _finish(self) -> None:
+        if self.cfg.eval_every and self.state.step % self.cfg.eval_every:
+            self.run.logger.log(self.evaluate())
+        if self.cfg.save_every and self.state.step % self.cfg.save_every:
+            self.save()  # so a rerun (resume=auto) finds the finished run and only exports again
+        if not self._weights_finite():
+            raise TrainingExit(
+                EXIT_DIVERGED, f"step {self.state.step}: the weights are not finite; no final/"
+            )
+        self.watchdog.beat("export", self.state.step)
+        export_final(self.engine, self.processor, self.run.run_dir / "final")
+
+    # ------------------------------------------------------------------ one optimizer step
+
+    def _optimizer_step(self, micro_batches: list[Batch]) -> tuple[dict[str, float], bool]:
+        start = time.perf_counter()
+        lr = self.engine.get_lr()[0]  # the rate this step uses (the schedule advances inside step())
+        self.engine.train()
+        local = {"units": float(sum(self.stage.count_units(b) for b in micro_batches))}
+        self.watchdog.beat("all-reduce of the loss units", self.state.step + 1)
+        units = all_reduce_sum(local, same_keys=True)["units"]
+        # DeepSpeed averages gradients over ranks: x world turns the average back into a sum, / units
+        # makes it the mean over every unit of the step on every rank.
+        sums = self._forward_backward(micro_batches, world_size() / max(units, 1.0))
+        sums["nonfinite"] = float(not math.isfinite(sums["loss"]))
+        sums["stop"] = float(self.stop.requested())
+        totals = all_reduce_sum(dict(sums))
+        self.watchdog.beat("optimizer step", self.state.step + 1)
+        applied = self.gate.step(skip=totals["nonfinite"] > 0)
+        totals.update(units=units, lr=lr, seconds=time.perf_counter() - start)
+        self._write_dropped(micro_batches, totals, "train")
+        return totals, applied
+
+    def _forward_backward(self, micro_batches: list[Batch], scale: float) -> defaultdict[str, float]:
+        """Forward and backward every micro-batch; the update itself is left to the boundary step."""
+        step = self.state.step + 1
+        sums: defaultdict[str, float] = defaultdict(float)
+        for index, batch in enumerate(micro_batches):
+            self.watchdog.beat("forward/backward", step)
+            try:
+                out = self.stage.forward(self.engine, to_device(batch, self.device))
+                loss = out.loss * float("nan") if faults.loss_is_poisoned(step) else out.loss
+                self.engine.backward(loss * scale, scale_wrt_gas=False)
+                if index < len(micro_batches) - 1:
+                    self.engine.step()  # DeepSpeed counts micro-steps; no update before the boundary
+            except Exception as err:
+                raise RuntimeError(f"rank {rank()} step {step}: failed on examples {batch['ids']}") from err
+            sums["loss"] += float(loss.detach())
+            for key, value in out.metrics.items():
+                sums[key] += value
+            placeholders = int(batch.get("placeholders", 0))
+            sums["tokens"] += float(batch["attention_mask"].sum()) - float(batch.get("placeholder_tokens", 0))
+            sums["examples"] += float(len(batch["ids"]) - placeholders)
+            for dropped in batch["dropped"]:
+                sums[f"dropped/{dropped['reason']}"] += 1
+        return sums
+
+    def _train_record(self, totals: dict[str, float], applied: bool) -> dict[str, Any]:
+        units = max(totals["units"], 1.0)
+        grad_norm = self.engine.get_global_grad_norm() if applied else None
+        record: dict[str, Any] = {"step": self.state.step, "loss": totals["loss"] / units}
+        skip = {"units", "lr", "seconds", "loss", "tokens", "examples", "nonfinite", "stop"}
+        record.update(
+            {k: v / units for k, v in totals.items() if k not in skip and not k.startswith("dropped/")}
+        )
+        record.update({k: int(v) for k, v in totals.items() if k.startswith("dropped/")})
+        record.update(
+            lr=totals["lr"],
+            tokens=int(totals["tokens"]),
+            **{self.stage.unit: totals["units"]},
+            grad_norm=float(grad_norm) if grad_norm is not None else None,
+            tokens_per_s=totals["tokens"] / max(totals["seconds"], 1e-9),
+            examples_seen=self.state.examples_seen,
+            dropped=sum(self.state.dropped.values()),
+            skipped=not applied,
+        )
+        return record
+
+    # ------------------------------------------------------------------ guards
+
+    def _check_divergence(self, applied: bool) -> None:
+        if applied:
+            return
+        state, limit = self.state, self.cfg.max_consecutive_skips
+        if self.cfg.nonfinite == "abort" or state.consecutive_skips > limit:
+            why = (
+                "trainer.nonfinite=abort"
+                if self.cfg.nonfinite == "abort"
+                else f"{state.consecutive_skips} non-finite steps in a row (trainer.max_consecutive_skips={limit})"
+            )
+            raise TrainingExit(
+                EXIT_DIVERGED,
+                f"training diverged at step {state.step}: the loss or gradient norm was not finite "
+                f"({why}); no final/ was exported. Lower optim.lr, check the data, or resume from "
+                f"{self.run.run_dir / 'checkpoints'}",
+            )
+        print(f"lalm: step {state.step}: non-finite loss or gradient norm, update skipped", flush=True)
+
+    def _check_bad_fraction(self) -> None:
+        size = len(self.data.train)
+        if len(self.state.bad_ids) <= self.data.max_bad_fraction * size:
+            return
+        raise TrainingExit(
+            EXIT_BAD_DATA,
+            f"{len(self.state.bad_ids)} of the {size} training examples are bad, more than "
+            f"data.max_bad_fraction={self.data.max_bad_fraction}: see {self.run.run_dir / 'bad_examples.jsonl'}"
+            f" (first: {', '.join(self.state.bad_ids[:10])})",
+        )
+
+    def _write_dropped(self, batches: list[Batch], totals: dict[str, float], split: str) -> int:
+        """Name every skipped example in bad_examples.jsonl (gathered only when some rank skipped one);
+        returns how many there were (dev: distinct examples, as evaluation pads with repeats)."""
+        if not any(v for k, v in totals.items() if k.startswith("dropped")):
+            return 0
+        step = self.state.step + (1 if split == "train" else 0)
+        local = [{"step": step, "split": split, "rank": rank(), **d} for b in batches for d in b["dropped"]]
+        entries = [entry for part in all_gather(local) for entry in part]
+        if split == "train":
+            self.state.add_bad([entry["id"] for entry in entries])
+        else:
+            entries = list({entry["id"]: entry for entry in entries}.values())
+        self.run.logger.log_lines("bad_examples.jsonl", entries)
+        return len(entries)
+
+    def _weights_finite(self) -> bool:
+        """Every rank checks its own (ZeRO-3: partitioned) weights; one non-finite anywhere is enough."""
+        finite = True
+        for param in self.engine.module.parameters():
+            tensor = getattr(param, "ds_tensor", param)
+            finite = finite and bool(torch.isfinite(tensor).all())
+        return not any_rank(not finite)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "train_state": self.state.state_dict(),
+            # What the data position depends on: sample k of the stream is a function of these.
+            "data_position": {
+                "next_sample": self.state.step * self.cfg.global_batch_size,
+                "seed": self.data.seed,
+                "global_batch_size": self.cfg.global_batch_size,
+                "length_groups": self.data.length_groups,
+            },
+            "data_fingerprint": self.run.data_fingerprint,
+            "world_size": world_size(),
+            "config": self.run.config,
+        }
+
+    def save(self) -> Path:
+        self.watchdog.beat("save", self.state.step)
+        return save_checkpoint(
+            self.engine,
+            self.run.run_dir / "checkpoints",
+            self.state.step,
+            self.checkpoint_state(),
+            self.cfg.keep_last,
+        )
+
+    def restore(self, checkpoint: Path) -> None:
+        """Continue from `checkpoint`: weights, optimizer, schedule, TrainState and RNG states."""
+        state = load_checkpoint(self.engine, checkpoint)
+        self.state.load_state_dict(state["train_state"])
+
+    def _preempt(self) -> None:
+        path = self.save() if not self.cfg.save_every or self.state.step % self.cfg.save_every else None
+        path = path or self.run.run_dir / "checkpoints"
+        raise TrainingExit(
+            EXIT_REQUEUE,
+            f"stop requested ({self.stop.reason or 'on another rank'}): saved step {self.state.step} "
+            f"in {path}; rerun the same command (resume=auto) to continue",
+        )
+
+    # ------------------------------------------------------------------ data and evaluation
 
     def _train_batches(self) -> Any:
         stream = self.stage.sample_stream(self.data.train, self.data.seed)
@@ -69,6 +308,7 @@ class Trainer:
             stream = LengthGroupedStream(
                 stream, costs, self.cfg.global_batch_size, self.data.length_groups, self.data.seed
             )
+        # Seek: the stream's sample k is a pure function of (seed, k), so nothing is replayed.
         sampler = RankBatches(
             stream,
             self.cfg.micro_batch_size,
@@ -85,83 +325,6 @@ class Trainer:
         )
         return iter(loader)
 
-    def fit(self) -> TrainState:
-        batches = self._train_batches()
-        while self.state.step < self.cfg.max_steps:
-            record = self._optimizer_step([next(batches) for _ in range(self.accumulation)])
-            self.state.step += 1
-            if self.state.step % self.cfg.log_every == 0 or self.state.step == self.cfg.max_steps:
-                self.logger.log(record)
-            if self.cfg.eval_every and self.state.step % self.cfg.eval_every == 0:
-                self.logger.log(self.evaluate())
-            if self.cfg.save_every and self.state.step % self.cfg.save_every == 0:
-                save_checkpoint(
-                    self.engine, self.run_dir / "checkpoints", self.state.step, asdict(self.state)
-                )
-        if self.cfg.eval_every and self.state.step % self.cfg.eval_every:
-            self.logger.log(self.evaluate())
-        export_final(self.engine, self.processor, self.run_dir / "final")
-        self.logger.close()
-        return self.state
-
-    def _forward(self, batch: Batch, scale: float, sums: defaultdict[str, float]) -> None:
-        out = self.stage.forward(self.engine, to_device(batch, self.device))
-        self.engine.backward(out.loss * scale, scale_wrt_gas=False)
-        self.engine.step()
-        sums["loss"] += float(out.loss.detach())
-        for key, value in out.metrics.items():
-            sums[key] += value
-
-    def _optimizer_step(self, micro_batches: list[Batch]) -> dict[str, Any]:
-        start = time.perf_counter()
-        lr = self.engine.get_lr()[0]  # the rate this step uses (the schedule advances inside step())
-        self.engine.train()
-        local = {"units": float(sum(self.stage.count_units(b) for b in micro_batches))}
-        units = all_reduce_sum(local, same_keys=True)["units"]
-        # DeepSpeed averages gradients over ranks: x world turns the average back into a sum, / units
-        # makes it the mean over every unit of the step on every rank.
-        scale = world_size() / max(units, 1.0)
-        sums: defaultdict[str, float] = defaultdict(float)
-        for batch in micro_batches:
-            self._guarded(batch, scale, sums)
-            sums["tokens"] += float(batch["attention_mask"].sum())
-            sums["examples"] += float(len(batch["ids"]))
-            for dropped in batch["dropped"]:
-                sums[f"dropped/{dropped['reason']}"] += 1
-        totals = all_reduce_sum(dict(sums))
-        return self._train_record(totals, units, lr, time.perf_counter() - start)
-
-    def _guarded(self, batch: Batch, scale: float, sums: defaultdict[str, float]) -> None:
-        try:
-            self._forward(batch, scale, sums)
-        except Exception as err:
-            raise RuntimeError(
-                f"rank {rank()} step {self.state.step}: failed on examples {batch['ids']}"
-            ) from err
-
-    def _train_record(
-        self, totals: dict[str, float], units: float, lr: float, seconds: float
-    ) -> dict[str, Any]:
-        self.state.units_seen += units
-        self.state.examples_seen += int(totals.pop("examples"))
-        for key in [k for k in totals if k.startswith("dropped/")]:
-            reason = key.split("/", 1)[1]
-            self.state.dropped[reason] = self.state.dropped.get(reason, 0) + int(totals.pop(key))
-        tokens = totals.pop("tokens")
-        record: dict[str, Any] = {"step": self.state.step + 1, "loss": totals.pop("loss") / max(units, 1.0)}
-        record.update({k: v / max(units, 1.0) for k, v in totals.items()})
-        grad_norm = self.engine.get_global_grad_norm()
-        record.update(
-            lr=lr,
-            tokens=int(tokens),
-            **{self.stage.unit: units},
-            grad_norm=float(grad_norm) if grad_norm is not None else None,
-            tokens_per_s=tokens / max(seconds, 1e-9),
-            examples_seen=self.state.examples_seen,
-            dropped=sum(self.state.dropped.values()),
-        )
-        return record
-
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
         """Stage loss and metrics on the whole dev manifest (or eval_batches per rank), all ranks."""
@@ -170,9 +333,12 @@ class Trainer:
         if self.cfg.eval_batches:
             batches = batches[: self.cfg.eval_batches]
         sums: defaultdict[str, float] = defaultdict(float)
+        collated = []
         for pairs in batches:
+            self.watchdog.beat("evaluation", self.state.step)
             examples = [{**self.data.dev[i], "weight": 1.0 if real else 0.0} for i, real in pairs]
             batch = self.data.collator(examples)
+            collated.append({"dropped": batch["dropped"]})
             sums["dropped"] += len(batch["dropped"])
             out = self.stage.forward(self.engine, to_device(batch, self.device))
             sums["loss"] += float(out.loss)
@@ -180,7 +346,9 @@ class Trainer:
             for key, value in out.metrics.items():
                 sums[key] += value
         totals = all_reduce_sum(dict(sums))
-        units, dropped = max(totals.pop("units"), 1.0), int(totals.pop("dropped"))
+        dropped = self._write_dropped(collated, totals, "dev")
+        units = max(totals.pop("units"), 1.0)
+        totals.pop("dropped")
         self.engine.train()
         return {
             "step": self.state.step,
