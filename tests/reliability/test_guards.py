@@ -26,31 +26,23 @@ def _strict(line: str) -> dict:
     return json.loads(line, parse_constant=refuse)
 
 
-def _states(checkpoint) -> list[dict]:  # noqa: ANN001
-    """Each rank's optimizer partition and the model weights of a ZeRO-2 checkpoint."""
-    files = sorted(checkpoint.glob("*optim_states.pt")) + sorted(checkpoint.glob("mp_rank_*_model_states.pt"))
-    return [torch.load(path, weights_only=False, map_location="cpu") for path in files]
+def _states(checkpoint) -> list:  # noqa: ANN001
+    """The model weights and each rank's optimizer partition (fp32 master weights, Adam moments and
+    step counts) of a ZeRO-2 checkpoint: what an update changes, without the step bookkeeping."""
+    model = torch.load(checkpoint / "mp_rank_00_model_states.pt", weights_only=False)["module"]
+    parts = []
+    for path in sorted(checkpoint.glob("zero_pp_rank_*_optim_states.pt")):
+        optim = torch.load(path, weights_only=False)["optimizer_state_dict"]
+        parts.append((optim["single_partition_of_fp32_groups"], optim["base_optimizer_state"]["state"]))
+    assert len(parts) == 2
+    return [model, parts]
 
 
 def _equal(a, b) -> bool:  # noqa: ANN001
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and torch.equal(a, b)
     if isinstance(a, dict):
-        return a.keys() == b.keys() and all(
-            _equal(a[k], b[k])
-            for k in a
-            if k
-            not in (
-                "global_steps",
-                "global_samples",
-                "skipped_steps",
-                "lr_scheduler",
-                "client_state",
-                "ds_config",
-                "ds_version",
-                "iteration",
-            )
-        )
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     return a == b
