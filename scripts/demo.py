@@ -84,10 +84,12 @@ QUICK = {
     "size": "0.1",
     "english_fraction": "0.4",
     "dpo_asr_languages": "[]",
-    "pretrain": ["trainer.max_steps=6", "trainer.eval_every=3"],
-    "sft": ["trainer.max_steps=4", "trainer.eval_every=2"],
+    # experiment=synthetic_tiny warms up for 20 steps; a warmup as long as the run is refused.
+    "pretrain": ["trainer.max_steps=6", "trainer.eval_every=3", "optim.warmup_steps=1"],
+    "sft": ["trainer.max_steps=4", "trainer.eval_every=2", "optim.warmup_steps=1"],
     "dpo": [
         "trainer.max_steps=4",
+        "optim.warmup_steps=1",
         "trainer.eval_every=2",
         "trainer.micro_batch_size=2",
         "trainer.global_batch_size=4",

@@ -1,4 +1,5 @@
-"""scripts/evaluate.py end to end on the tiny model, the optional judge, and its bad-input errors."""
+"""scripts/evaluate.py end to end on the tiny model, the optional judge, its bad-input errors, and bad
+clips that are skipped and counted instead."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lalm.config.eval import EvalConfig, JudgeConfig
+from lalm.data.audio import write_audio
 from lalm.errors import ManifestError
 from lalm.eval.judge import judge_chat
 from lalm.eval.runner import run_evaluation
@@ -138,3 +141,82 @@ def test_judge_uses_an_openai_compatible_endpoint():
     assert scores == {"chat/judge_score": 7.0, "chat/judged": 1}
     assert seen[0]["model"] == "judge" and "It is seven." in seen[0]["messages"][0]["content"]
     assert judge_chat(items, JudgeConfig()) == {}
+
+
+def _absolute(record: dict, folder: Path) -> dict:
+    """The record with its audio paths made absolute, so that it can be written to another folder."""
+
+    def fix(ref: dict) -> dict:
+        return {**ref, "path": str((folder / ref["path"]).resolve())}
+
+    if "audio" in record:
+        return {**record, "audio": fix(record["audio"])}
+    prompt = [
+        {
+            **m,
+            "content": [{**i, "audio": fix(i["audio"])} if i["type"] == "audio" else i for i in m["content"]],
+        }
+        for m in record["prompt"]
+    ]
+    return {**record, "prompt": prompt}
+
+
+def _first(corpus_dir: Path, kind: str, n: int) -> list[dict]:
+    lines = (corpus_dir / kind / "test.jsonl").read_text().splitlines()[:n]
+    return [_absolute(json.loads(line), corpus_dir / kind) for line in lines]
+
+
+def test_bad_clips_are_skipped_counted_and_named(corpus_dir, checkpoint, tmp_path):
+    """Broken files in eval manifests: the run completes; unusable audio is left out of the scores,
+    an over-long clip is scored as wrong; each is counted by reason and named in bad_examples.jsonl."""
+    (tmp_path / "zero.wav").write_bytes(b"")
+    whole = Path(_first(corpus_dir, "pretrain", 1)[0]["audio"]["path"]).read_bytes()
+    (tmp_path / "chopped.wav").write_bytes(whole[: len(whole) // 2])
+    write_audio(tmp_path / "long.wav", np.zeros(7 * 16_000))  # the tiny model's window is 6 s
+    (tmp_path / "text.wav").write_text("not audio\n")
+    pretrain = _first(corpus_dir, "pretrain", 6)
+    # Tiny durations sort these two first (by length): together they are one all-dropped batch of 2.
+    pretrain[2]["audio"] = {"path": str(tmp_path / "zero.wav"), "duration": 0.01}
+    pretrain[4]["audio"] = {"path": str(tmp_path / "chopped.wav"), "duration": 0.02}
+    pretrain[5]["audio"] = {"path": str(tmp_path / "long.wav")}
+    dpo = _first(corpus_dir, "dpo", 4)
+    dpo[1]["prompt"][0]["content"][0]["audio"] = {"path": str(tmp_path / "text.wav")}
+    for name, records in (("pre.jsonl", pretrain), ("dpo.jsonl", dpo)):
+        (tmp_path / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    out = tmp_path / "eval"
+    cfg = EvalConfig(
+        checkpoint=str(checkpoint),
+        manifests=[str(tmp_path / "pre.jsonl"), str(tmp_path / "dpo.jsonl")],
+        output_dir=str(out),
+        reference=str(checkpoint),
+        batch_size=2,
+    )
+    cfg.generation.max_new_tokens = 4
+    metrics = run_evaluation(cfg)
+
+    assert metrics["generation/dropped"] == 3
+    assert (
+        metrics["generation/dropped/empty_audio"] == 1 and metrics["generation/dropped/truncated_audio"] == 1
+    )
+    assert metrics["generation/dropped/audio_longer_than_window"] == 1
+    assert metrics["preference/dropped"] == 1 and metrics["preference/dropped/unreadable_audio"] == 1
+    assert metrics["preference/n"] == 3
+    scored = sum(v for k, v in metrics.items() if k.endswith("/n") and not k.startswith("preference"))
+    assert scored == 4  # 6 examples, 2 with unusable audio left out; the over-long one scored as wrong
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["drop_reason"] for r in rows] == [
+        None,
+        None,
+        "empty_audio",
+        None,
+        "truncated_audio",
+        "audio_longer_than_window",
+    ]
+    assert [r["dropped"] for r in rows] == [False, False, True, False, True, True]
+    bad = {b["id"]: b for b in map(json.loads, (out / "bad_examples.jsonl").read_text().splitlines())}
+    assert set(bad) == {pretrain[i]["id"] for i in (2, 4, 5)} | {dpo[1]["id"]}
+    assert bad[pretrain[4]["id"]]["source"] == f"{tmp_path / 'pre.jsonl'}:5"
+    assert bad[pretrain[4]["id"]]["file"] == str(tmp_path / "chopped.wav")
+    assert bad[pretrain[5]["id"]]["file"] == str(tmp_path / "long.wav")
+    assert bad[dpo[1]["id"]]["source"] == f"{tmp_path / 'dpo.jsonl'}:2"
+    assert all(b["detail"] for b in bad.values())

@@ -15,13 +15,32 @@ Output (R rows, L tokens, C clips, S audio spans; S == C except for DPO):
         the longest clip's mel frames + 2, rounded up to a multiple of 4 (lalm.models.encoder), or the
         full window with trim_audio=False (what stock transformers' encoder accepts)
     audio_clip_index (S,) long: which clip fills the s-th audio span, spans in row-major order
-    ids: list of example ids kept; dropped: [{"id", "source", "reason"}] for examples left out
-    example_weights (E,) float: each kept example's "weight" (default 1.0; 0 marks evaluation padding)
+    ids: the E kept examples' ids in row order, a placeholder's (PLACEHOLDER_ID) included; real_ids(batch)
+        leaves it out
+    dropped: [{"id", "source", "reason", "file", "detail"}] for examples left out (see below)
+    example_weights (E,) float: each kept example's "weight" (default 1.0; 0 marks evaluation padding
+        and placeholders)
+    placeholders: int, 0 or 1: weight-0 placeholder examples, the last of the E (see below)
+    tasks (conversation collators): the E examples' "task" (pretraining) or None, in row order
+    placeholder_tokens: int, the attention-mask tokens of their rows (attention_mask.sum() minus this
+        is the real examples' tokens; real_token_count(batch))
 
 An example is never cut: one longer than max_length, or with a clip longer than the encoder's window,
 is dropped and reported in `dropped` (cutting inside an audio span is what breaks other tools with
-"audio features and audio tokens do not match"). DPO rows are [chosen_0..chosen_B-1,
-rejected_0..rejected_B-1]; both rows of a pair point at the same clips, so each clip is carried once.
+"audio features and audio tokens do not match"). So is a bad-example marker from ManifestDataset
+(audio missing, empty, unreadable, truncated, NaN, shorter than its manifest duration): `reason` is
+one of DROP_REASONS, `file` the audio file at fault (None when the text is too long), `detail` a
+readable why. Evaluation padding (weight 0) is dropped without being reported: it is a repeat.
+
+Placeholders: under ZeRO-2/3 every rank must run the same modules every step, or their collectives
+stop matching (a hang on NCCL). A training or evaluation batch without any clip (text-only SFT turns,
+or every example dropped) therefore gets a placeholder: a 0.1-s silent clip in a user turn, weight 0,
+no supervised token (DPO: a pair, both rows so). The model's own forward then runs the encoder (and
+the CTC head) on every rank, and since nothing of it is supervised and its weight is 0, the loss, the
+unit counts and the metrics are those of the real examples. GenerationCollator adds none.
+
+DPO rows are [chosen_0..chosen_B-1, rejected_0..rejected_B-1] (B = num_pairs, placeholder included);
+both rows of a pair point at the same clips, so each clip is carried once.
 """
 
 from __future__ import annotations
@@ -34,6 +53,7 @@ import numpy as np
 import torch
 from transformers import Qwen2AudioProcessor
 
+from lalm.data.audio import AUDIO_REASONS
 from lalm.data.chat import (
     DEFAULT_SYSTEM_PROMPT,
     audio_token_count,
@@ -46,6 +66,15 @@ from lalm.models.tokenizer import ENDOFTEXT
 
 IGNORE_INDEX = -100
 Example = dict[str, Any]
+Dropped = dict[str, str | None]
+
+AUDIO_LONGER_THAN_WINDOW = "audio_longer_than_window"
+LONGER_THAN_MAX_LENGTH = "longer_than_max_length"
+# Every reason an example can be left out of a batch: the audio ones (lalm.data.audio) come from
+# ManifestDataset's bad-example markers, the other two from the collators' length checks.
+DROP_REASONS = (*AUDIO_REASONS, AUDIO_LONGER_THAN_WINDOW, LONGER_THAN_MAX_LENGTH)
+PLACEHOLDER_SECONDS = 0.1  # the placeholder's silent clip: 2 audio tokens, negligible encoder work
+PLACEHOLDER_ID = "<placeholder>"
 
 
 @dataclass(frozen=True)
@@ -63,8 +92,16 @@ class _Row:
     num_spans: int
 
 
+def _audio_items(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [item for m in messages for item in m["content"] if item["type"] == "audio"]
+
+
 def _clips(messages: Sequence[dict[str, Any]]) -> list[np.ndarray]:
-    return [item["waveform"] for m in messages for item in m["content"] if item["type"] == "audio"]
+    return [item["waveform"] for item in _audio_items(messages)]
+
+
+def _weight(example: Example) -> float:
+    return float(example.get("weight", 1.0))
 
 
 class _BaseCollator:
@@ -83,14 +120,35 @@ class _BaseCollator:
         hop = self.feature_extractor.hop_length
         return [audio_token_count(mel_frame_count(len(clip), hop)) for clip in clips]
 
+    def _audio_of(
+        self, example: Example, messages: Sequence[dict[str, Any]], dropped: list[Dropped]
+    ) -> tuple[list[np.ndarray], list[int]] | None:
+        """(clips, audio tokens per clip) of a usable example; None after reporting a bad marker or a
+        clip longer than the encoder's window in `dropped`."""
+        if "bad" in example:
+            bad = example["bad"]
+            self._drop(dropped, example, bad["reason"], bad.get("file"), bad.get("detail", ""))
+            return None
+        items = _audio_items(messages)
+        clips = [item["waveform"] for item in items]
+        counts = self._token_counts(clips)
+        if counts is None:
+            window = self.feature_extractor.n_samples
+            item = next(item for item in items if len(item["waveform"]) > window)
+            rate = self.feature_extractor.sampling_rate
+            detail = (
+                f"a {len(item['waveform']) / rate:.2f}-s clip; the encoder's window is {window / rate:.2f} s"
+            )
+            self._drop(dropped, example, AUDIO_LONGER_THAN_WINDOW, item.get("file"), detail)
+            return None
+        return clips, counts
+
     def _row(
         self, messages: Sequence[dict[str, Any]], counts: Sequence[int], generation: bool = False
-    ) -> _Row | None:
+    ) -> _Row:
         text, spans = render_chatml(messages, counts, self.config.system_prompt, generation)
         encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = encoded["input_ids"]
-        if len(ids) > self.config.max_length:
-            return None
         mask = supervised_mask(encoded["offset_mapping"], spans)
         labels = [tok if keep else IGNORE_INDEX for tok, keep in zip(ids, mask, strict=True)]
         return _Row(ids, labels, len(counts))
@@ -138,9 +196,41 @@ class _BaseCollator:
             attention_mask[i, span] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
+    def _too_long(self, example: Example, rows: Sequence[_Row], dropped: list[Dropped]) -> bool:
+        """True (after reporting it) if a row of the example is longer than max_length tokens."""
+        longest = max(len(row.input_ids) for row in rows)
+        if longest <= self.config.max_length:
+            return False
+        detail = f"{longest} tokens; max_length is {self.config.max_length}"
+        self._drop(dropped, example, LONGER_THAN_MAX_LENGTH, None, detail)
+        return True
+
     @staticmethod
-    def _dropped(example: Example, reason: str) -> dict[str, str]:
-        return {"id": str(example["id"]), "source": str(example.get("source", "")), "reason": reason}
+    def _drop(dropped: list[Dropped], example: Example, reason: str, file: str | None, detail: str) -> None:
+        """Report a left-out example, unless it is evaluation padding (weight 0: a repeat of a real one)."""
+        if _weight(example) <= 0:
+            return
+        dropped.append(
+            {
+                "id": str(example["id"]),
+                "source": str(example.get("source", "")),
+                "reason": reason,
+                "file": file,
+                "detail": detail,
+            }
+        )
+
+    def _placeholder(self) -> tuple[_Row, np.ndarray]:
+        """A weight-0 stand-in that makes the model run its encoder: one user turn holding a short
+        silent clip (no system turn), nothing supervised. -> (row, clip (samples,) float32)."""
+        rate = self.feature_extractor.sampling_rate
+        clip = np.zeros(int(PLACEHOLDER_SECONDS * rate), dtype=np.float32)
+        counts = self._token_counts([clip])
+        assert counts is not None  # 0.1 s fits any window
+        user = {"role": "user", "content": [{"type": "audio", "waveform": clip}]}
+        text, _ = render_chatml([user], counts, system_prompt=None)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return _Row(ids, [IGNORE_INDEX] * len(ids), 1), clip
 
 
 class ConversationCollator(_BaseCollator):
@@ -154,27 +244,34 @@ class ConversationCollator(_BaseCollator):
         ids: list[str] = []
         weights: list[float] = []
         tasks: list[str | None] = []
-        dropped: list[dict[str, str]] = []
+        dropped: list[Dropped] = []
         for example in examples:
-            example_clips = _clips(example["messages"])
-            counts = self._token_counts(example_clips)
-            if counts is None:
-                dropped.append(self._dropped(example, "audio_longer_than_window"))
+            audio = self._audio_of(example, example.get("messages", []), dropped)
+            if audio is None:
                 continue
-            row = self._row(example["messages"], counts, self.generation)
-            if row is None:
-                dropped.append(self._dropped(example, "longer_than_max_length"))
+            row = self._row(example["messages"], audio[1], self.generation)
+            if self._too_long(example, [row], dropped):
                 continue
             rows.append(row)
-            clips.extend(example_clips)
+            clips.extend(audio[0])
             ids.append(str(example["id"]))
-            weights.append(float(example.get("weight", 1.0)))
+            weights.append(_weight(example))
             tasks.append(example.get("task"))
+        placeholders = 0
+        if not clips and not self.generation:  # see the module docstring: every rank runs the encoder
+            row, clip = self._placeholder()
+            rows.append(row)
+            clips.append(clip)
+            ids.append(PLACEHOLDER_ID)
+            weights.append(0.0)
+            tasks.append(None)
+            placeholders = 1
         batch: dict[str, Any] = self._pad(rows, left=self.generation)
         batch.update(self._features(clips))
         batch["audio_clip_index"] = torch.arange(len(clips), dtype=torch.long)
         batch.update(ids=ids, dropped=dropped, example_weights=torch.tensor(weights, dtype=torch.float32))
-        batch["tasks"] = tasks
+        batch.update(tasks=tasks, placeholders=placeholders)
+        batch["placeholder_tokens"] = _placeholder_tokens(batch)
         return batch
 
 
@@ -188,44 +285,81 @@ class PreferenceCollator(_BaseCollator):
         clip_index: list[list[int]] = []
         ids: list[str] = []
         weights: list[float] = []
-        dropped: list[dict[str, str]] = []
+        dropped: list[Dropped] = []
         for example in examples:
-            prompt_clips = _clips(example["prompt"])
-            counts = self._token_counts(prompt_clips)
-            if counts is None:
-                dropped.append(self._dropped(example, "audio_longer_than_window"))
+            audio = self._audio_of(example, example.get("prompt", []), dropped)
+            if audio is None:
                 continue
             pair = [
-                self._row([*example["prompt"], _assistant(example[side])], counts)
+                self._row([*example["prompt"], _assistant(example[side])], audio[1])
                 for side in ("chosen", "rejected")
             ]
-            if pair[0] is None or pair[1] is None:
-                dropped.append(self._dropped(example, "longer_than_max_length"))
+            if self._too_long(example, pair, dropped):
                 continue
             chosen.append(pair[0])
             rejected.append(pair[1])
-            clip_index.append(list(range(len(clips), len(clips) + len(prompt_clips))))
-            clips.extend(prompt_clips)
+            clip_index.append(list(range(len(clips), len(clips) + len(audio[0]))))
+            clips.extend(audio[0])
             ids.append(str(example["id"]))
-            weights.append(float(example.get("weight", 1.0)))
+            weights.append(_weight(example))
+        placeholders = 0
+        if not clips:  # a placeholder pair (see the module docstring): both rows the silent prompt
+            row, clip = self._placeholder()
+            chosen.append(row)
+            rejected.append(row)
+            clip_index.append([len(clips)])
+            clips.append(clip)
+            ids.append(PLACEHOLDER_ID)
+            weights.append(0.0)
+            placeholders = 1
         batch: dict[str, Any] = self._pad(chosen + rejected)
         batch.update(self._features(clips))
         flat = [i for spans in clip_index for i in spans]
         batch["audio_clip_index"] = torch.tensor(flat + flat, dtype=torch.long)
-        batch.update(num_pairs=len(ids), ids=ids, dropped=dropped)
+        batch.update(num_pairs=len(chosen), ids=ids, dropped=dropped, placeholders=placeholders)
         batch["example_weights"] = torch.tensor(weights, dtype=torch.float32)
+        batch["placeholder_tokens"] = _placeholder_tokens(batch)
         return batch
 
 
 class GenerationCollator(ConversationCollator):
     """Prompts for generation: each example's messages end with a user turn; the assistant header is
-    appended and rows are left-padded (new tokens follow the prompt). Labels are all -100."""
+    appended and rows are left-padded (new tokens follow the prompt). Labels are all -100. No
+    placeholder: a batch whose examples were all dropped has 0 rows, and the caller skips it."""
 
     generation = True
 
 
 def _assistant(text: str) -> dict[str, Any]:
     return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def placeholder_rows(batch: dict[str, Any]) -> torch.Tensor:
+    """(R,) bool: the rows that belong to placeholder examples (the last example; DPO: both its rows)."""
+    rows = batch["input_ids"].shape[0]
+    mask = torch.zeros(rows, dtype=torch.bool)
+    count = int(batch.get("placeholders", 0))
+    if count:
+        pairs = batch.get("num_pairs")
+        ends = (pairs, 2 * pairs) if pairs is not None else (rows,)
+        for end in ends:
+            mask[end - count : end] = True
+    return mask
+
+
+def real_ids(batch: dict[str, Any]) -> list[str]:
+    """The ids of the batch's real examples: `ids` without the trailing placeholder."""
+    return list(batch["ids"][: len(batch["ids"]) - int(batch.get("placeholders", 0))])
+
+
+def _placeholder_tokens(batch: dict[str, Any]) -> int:
+    return int(batch["attention_mask"][placeholder_rows(batch)].sum())
+
+
+def real_token_count(batch: dict[str, Any]) -> int:
+    """Attention-mask tokens of the real examples' rows: attention_mask.sum() without placeholders."""
+    real = ~placeholder_rows(batch).to(batch["attention_mask"].device)
+    return int(batch["attention_mask"][real].sum())
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -1,6 +1,15 @@
 """Map-style datasets over validated manifests: decode audio, turn each stage's record into messages.
 
 Index-based (a `datasets.Dataset` underneath), so a sampler can seek to any position on resume.
+
+An example whose audio cannot be used (lalm.data.audio: missing, empty, unreadable, truncated, NaN,
+shorter than its manifest duration) does not raise: it comes back as a marker
+
+    {"id": "u7", "source": "train.jsonl:7", "bad": {"reason": "truncated_audio", "file": "/a/u7.wav",
+                                                    "detail": "truncated: the WAV header declares ..."}}
+
+that every collator drops and reports in its batch's `dropped` list. A marker is plain data, so it
+travels from DataLoader workers like any example; one bad file never stops a run.
 """
 
 from __future__ import annotations
@@ -10,21 +19,27 @@ from typing import Any
 import datasets
 import torch
 
-from lalm.data.audio import SAMPLE_RATE, AudioRef, load_audio
+from lalm.data.audio import DURATION_TOLERANCE_S, SAMPLE_RATE, AudioRef, load_audio
 from lalm.data.manifest import load_manifest
 from lalm.data.prompts import select_prompt
+from lalm.errors import AudioLoadError
 
 Example = dict[str, Any]
 
 
-def _decode_messages(messages: list[dict[str, Any]], source: str, sample_rate: int) -> list[dict[str, Any]]:
+def _decode_messages(
+    messages: list[dict[str, Any]], source: str, sample_rate: int, tolerance_s: float | None
+) -> list[dict[str, Any]]:
+    """Messages with each audio item decoded: {"type": "audio", "waveform": (samples,) float32, "file"}.
+    Raises AudioLoadError (with its `reason`) for the first clip that cannot be used."""
     decoded = []
     for message in messages:
         content = []
         for item in message["content"]:
             if item["type"] == "audio":
-                wave = load_audio(AudioRef(**item["audio"]), sample_rate, source)
-                content.append({"type": "audio", "waveform": wave})
+                ref = AudioRef(**item["audio"])
+                wave = load_audio(ref, sample_rate, source, tolerance_s)
+                content.append({"type": "audio", "waveform": wave, "file": ref.path})
             else:
                 content.append({"type": "text", "text": item["text"]})
         decoded.append({"role": message["role"], "content": content})
@@ -53,36 +68,69 @@ def pretrain_messages(record: dict[str, Any], prompt_seed: int) -> list[dict[str
     ]
 
 
+def bad_example(example_id: str, source: str, err: AudioLoadError) -> Example:
+    """The marker that stands for an example whose audio cannot be used (see the module docstring)."""
+    bad = {"reason": err.reason, "file": err.audio_path, "detail": err.detail}
+    return {"id": example_id, "source": source, "bad": bad}
+
+
 class ManifestDataset(torch.utils.data.Dataset):
-    """Examples of one stage, ready for that stage's collator (see lalm.data.collators)."""
+    """Examples of one stage, ready for that stage's collator (see lalm.data.collators).
+
+    duration_tolerance_s: how far a clip may fall short of its manifest `duration` before it is
+    dropped as duration_mismatch (DataConfig.duration_tolerance_s; None: not compared).
+    """
 
     def __init__(
-        self, records: datasets.Dataset, stage: str, prompt_seed: int = 0, sample_rate: int = SAMPLE_RATE
+        self,
+        records: datasets.Dataset,
+        stage: str,
+        prompt_seed: int = 0,
+        sample_rate: int = SAMPLE_RATE,
+        duration_tolerance_s: float | None = DURATION_TOLERANCE_S,
     ) -> None:
         self.records = records
         self.stage = stage
         self.prompt_seed = prompt_seed
         self.sample_rate = sample_rate
+        self.duration_tolerance_s = duration_tolerance_s
 
     @classmethod
-    def from_manifest(cls, path: str, stage: str, prompt_seed: int = 0) -> ManifestDataset:
-        return cls(load_manifest(path, stage), stage, prompt_seed)
+    def from_manifest(
+        cls,
+        path: str,
+        stage: str,
+        prompt_seed: int = 0,
+        duration_tolerance_s: float | None = DURATION_TOLERANCE_S,
+    ) -> ManifestDataset:
+        records = load_manifest(path, stage)
+        return cls(records, stage, prompt_seed, duration_tolerance_s=duration_tolerance_s)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> Example:
+        """The decoded example, or a bad-example marker ({"id", "source", "bad"}) if its audio fails."""
         record = self.records[int(index)]
+        try:
+            return self._decoded(record)
+        except AudioLoadError as err:
+            return bad_example(record["id"], record["_source"], err)
+
+    def _decode(self, messages: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+        return _decode_messages(messages, source, self.sample_rate, self.duration_tolerance_s)
+
+    def _decoded(self, record: dict[str, Any]) -> Example:
         source = record["_source"]
         example: Example = {"id": record["id"], "source": source}
         if self.stage == "dpo":
-            example["prompt"] = _decode_messages(record["prompt"], source, self.sample_rate)
+            example["prompt"] = self._decode(record["prompt"], source)
             example.update(chosen=record["chosen"], rejected=record["rejected"])
             return example
         messages = (
             pretrain_messages(record, self.prompt_seed) if self.stage == "pretrain" else record["messages"]
         )
-        example["messages"] = _decode_messages(messages, source, self.sample_rate)
+        example["messages"] = self._decode(messages, source)
         if self.stage == "sft":
             example["mode"] = record["mode"]
         if self.stage == "pretrain":

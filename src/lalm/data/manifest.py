@@ -190,33 +190,85 @@ VALIDATORS: dict[str, Callable[[Record, Path, bool], Record]] = {
 }
 
 
+# The keys that make a record look like each stage's, to name a manifest given to the wrong stage
+# instead of reporting the same missing field on every line; and what each stage needs instead.
+STAGE_SHAPES: dict[str, tuple[tuple[str, ...], str]] = {
+    "pretrain": (("task", "audio", "text"), "task/audio/text records"),
+    "sft": (("messages", "mode"), "mode/messages records"),
+    "dpo": (("prompt", "chosen", "rejected"), "prompt/chosen/rejected records"),
+}
+
+
+def _record_shape(raw: Any) -> str | None:
+    """The stage whose keys a raw record has (None: no stage's, or more than one)."""
+    if not isinstance(raw, dict):
+        return None
+    matches = [stage for stage, (keys, _) in STAGE_SHAPES.items() if all(key in raw for key in keys)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _parse_line(raw_line: bytes) -> Record | None:
+    """The JSON object on a line (None for a blank line); _Invalid if it is not UTF-8 JSON object."""
+    try:
+        line = raw_line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _Invalid(f"not valid UTF-8 ({err.reason})") from None
+    if not line.strip():
+        return None
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise _Invalid(f"not valid JSON ({err.msg})") from None
+    if not isinstance(raw, dict):
+        raise _Invalid(f"a line must hold a JSON object, got {type(raw).__name__}")
+    return raw
+
+
+def _wrong_stage(path: Path, stage: str, first_line: int, shape: str) -> ManifestError:
+    keys = [f"'{key}'" for key in STAGE_SHAPES[shape][0]]
+    has = ", ".join(keys[:-1]) + f" and {keys[-1]}"
+    article = "an" if shape == "sft" else "a"
+    message = (
+        f"this looks like {article} {shape} manifest (has {has}); "
+        f"stage={stage} needs {STAGE_SHAPES[stage][1]}"
+    )
+    return ManifestError(str(path), first_line, message)
+
+
 def read_manifest_records(path: str | Path, stage: str, check_files: bool = True) -> list[Record]:
-    """Parse and validate every line of a manifest; the first bad line raises ManifestError(file, line)."""
+    """Parse and validate every line of a manifest. A bad line does not stop the scan: one
+    ManifestError lists every bad line as file:line: message, or says that the file is another
+    stage's manifest when no line fits this stage and every line fits that one."""
     if stage not in VALIDATORS:
         raise ValueError(f"unknown stage {stage!r}; expected one of {list(STAGES)}")
     path = Path(path)
     if not path.is_file():
         raise ManifestError(str(path), 0, "manifest file not found")
-    records = []
+    records: list[Record] = []
+    bad: list[tuple[int, str]] = []  # the first ManifestError.MAX_LISTED bad lines
+    bad_count = 0
+    shapes: set[str | None] = set()  # what each bad line looks like
     with path.open("rb") as handle:
         for line_number, raw_line in enumerate(handle, start=1):
+            raw = None
             try:
-                line = raw_line.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise ManifestError(str(path), line_number, f"not valid UTF-8 ({err.reason})") from None
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-                if not isinstance(raw, dict):
-                    raise _Invalid(f"a line must hold a JSON object, got {type(raw).__name__}")
+                raw = _parse_line(raw_line)
+                if raw is None:
+                    continue
                 record = VALIDATORS[stage](raw, path.parent, check_files)
-            except json.JSONDecodeError as err:
-                raise ManifestError(str(path), line_number, f"not valid JSON ({err.msg})") from err
             except _Invalid as err:
-                raise ManifestError(str(path), line_number, str(err)) from None
+                bad_count += 1
+                if len(bad) < ManifestError.MAX_LISTED:
+                    bad.append((line_number, str(err)))
+                shapes.add(_record_shape(raw))
+                continue
             record["_source"] = f"{path}:{line_number}"
             records.append(record)
+    if bad:
+        other = next(iter(shapes)) if len(shapes) == 1 else None
+        if not records and other is not None and other != stage:
+            raise _wrong_stage(path, stage, bad[0][0], other)
+        raise ManifestError.of_lines(str(path), bad, bad_count)
     if not records:
         raise ManifestError(str(path), 0, "manifest holds no examples")
     return records

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from lalm.config.eval import GenerationConfig
 from lalm.data.collators import CollatorConfig, GenerationCollator, model_inputs
 from lalm.data.sampling import evaluation_batches
-from lalm.training.distributed import rank, world_size
+from lalm.training.distributed import all_gather, rank, world_size
+
+
+@dataclass
+class Generated:
+    """Every rank's results: {example id: text, or None if dropped}, and the collator's report of each
+    dropped example ({"id", "source", "reason", "file", "detail"}, lalm.data.collators)."""
+
+    predictions: dict[str, str | None] = field(default_factory=dict)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _generate(model: Any, processor: Any, batch: dict[str, Any], cfg: GenerationConfig) -> list[str]:
@@ -28,34 +37,46 @@ def _generate(model: Any, processor: Any, batch: dict[str, Any], cfg: Generation
 
 
 @torch.no_grad()
-def generate_all(
+def generate_predictions(
     model: Any, processor: Any, examples: Any, batch_size: int, cfg: GenerationConfig, max_length: int = 4096
-) -> dict[str, str | None]:
-    """{example id: generated text} for every example (each generated once, on one rank).
+) -> Generated:
+    """Generate for every example (each once, on one rank); every rank gets all results.
 
-    `examples[i]` is {"id", "messages" ending with a user turn}. An example too long for the prompt
-    or the audio window gets None (scored as wrong, and counted by the caller).
+    `examples[i]` is {"id", "messages" ending with a user turn}, or ManifestDataset's bad-example
+    marker. An example too long for the prompt or the audio window, or whose audio cannot be used,
+    gets None and a report in `dropped`. A batch whose examples were all dropped is skipped: the model
+    is not sharded, so no collective has to be kept in step; every rank then meets the other ranks in
+    the same two gathers at the end, whatever it skipped.
     """
     collator = GenerationCollator(processor, CollatorConfig(max_length=max_length))
     model.eval()
-    local: dict[str, str | None] = {}
+    local = Generated()
     for pairs in evaluation_batches(len(examples), batch_size, rank(), world_size()):
         batch_examples = [examples[i] for i, real in pairs if real]
         if not batch_examples:
             continue
         batch = collator(batch_examples)
-        local.update({item["id"]: None for item in batch["dropped"]})
+        local.dropped.extend(batch["dropped"])
+        local.predictions.update({item["id"]: None for item in batch["dropped"]})
         if batch["ids"]:
-            local.update(zip(batch["ids"], _generate(model, processor, batch, cfg), strict=True))
-    return gather_dicts(local)
+            local.predictions.update(zip(batch["ids"], _generate(model, processor, batch, cfg), strict=True))
+    return Generated(gather_dicts(local.predictions), gather_lists(local.dropped))
+
+
+def generate_all(
+    model: Any, processor: Any, examples: Any, batch_size: int, cfg: GenerationConfig, max_length: int = 4096
+) -> dict[str, str | None]:
+    """{example id: generated text, or None if dropped} for every example (see generate_predictions)."""
+    return generate_predictions(model, processor, examples, batch_size, cfg, max_length).predictions
 
 
 def gather_dicts(local: dict[str, Any]) -> dict[str, Any]:
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return local
-    parts: list[dict[str, Any] | None] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, local)
     merged: dict[str, Any] = {}
-    for part in parts:
+    for part in all_gather(local):
         merged.update(part or {})
     return merged
+
+
+def gather_lists(local: list[Any]) -> list[Any]:
+    """Every rank's items, rank 0's first."""
+    return [item for part in all_gather(local) for item in part or []]

@@ -1,6 +1,13 @@
 """Evaluate a checkpoint on eval manifests: generate, score, write metrics.json, metrics.md and
 predictions.jsonl. Manifest kinds: pretrain format (task + audio + reference) -> generation metrics;
-sft format -> chat responses (exact match, optional judge); dpo format -> preference accuracy/margin."""
+sft format -> chat responses (exact match, optional judge); dpo format -> preference accuracy/margin.
+
+Bad examples never stop an evaluation. Each is counted by reason (`generation/dropped/<reason>`,
+`preference/dropped/<reason>`, totals in `generation/dropped`, `preference/dropped`) and named in
+bad_examples.jsonl. One whose audio cannot be used (missing, empty, unreadable, truncated, NaN,
+shorter than its manifest duration) is left out of the scores: no model could answer it. One longer
+than the prompt limit or the audio window is scored as a wrong answer, as before: that is the model's
+limit. Dropped pairs are left out of the preference numbers either way."""
 
 from __future__ import annotations
 
@@ -12,12 +19,13 @@ import torch
 
 from lalm.config.eval import EvalConfig
 from lalm.config.model import PretrainedModelConfig
-from lalm.data.collators import CollatorConfig, PreferenceCollator
+from lalm.data.audio import AUDIO_REASONS
+from lalm.data.collators import CollatorConfig, PreferenceCollator, real_ids
 from lalm.data.dataset import ManifestDataset
 from lalm.data.prompts import TASKS
 from lalm.data.sampling import deal_in_order, evaluation_batches, record_cost
 from lalm.errors import ManifestError
-from lalm.eval.generation import gather_dicts, generate_all
+from lalm.eval.generation import gather_dicts, gather_lists, generate_predictions
 from lalm.eval.judge import judge_chat
 from lalm.eval.metrics import preference_summary
 from lalm.eval.scoring import score_generations
@@ -47,6 +55,8 @@ class _Prompts:
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         example = self.dataset[self.indices[index]]
+        if "bad" in example:  # audio that cannot be used: the collator drops and reports the marker
+            return example
         messages = example["messages"]
         last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
         return {"id": example["id"], "messages": messages[: last_user + 1]}
@@ -73,7 +83,9 @@ def _meta(record: dict[str, Any], kind: str) -> dict[str, Any]:
 
 def evaluate_generation(
     model: Any, processor: Any, path: str, kind: str, cfg: EvalConfig
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One item per example of the manifest (its reference and prediction; `drop_reason` when it was
+    dropped, `dropped` True then), and the reports of the dropped examples."""
     dataset = ManifestDataset.from_manifest(path, kind, cfg.prompt_seed)
     count = min(len(dataset), cfg.max_examples) if cfg.max_examples else len(dataset)
     records = dataset.records.select(range(count)).to_list()  # one read; each is used twice below
@@ -85,11 +97,14 @@ def evaluate_generation(
     # (costs may read audio headers), so every example is generated exactly once.
     ranked = from_main(sorted(indices, key=lambda i: record_cost(records[i])) if is_main() else None)
     order = deal_in_order(ranked, world_size())
-    predictions = generate_all(model, processor, _Prompts(dataset, order), cfg.batch_size, cfg.generation)
+    generated = generate_predictions(
+        model, processor, _Prompts(dataset, order), cfg.batch_size, cfg.generation
+    )
+    reasons = {item["id"]: item["reason"] for item in generated.dropped}
     items = []
     for index in indices:
         record = records[index]
-        prediction = predictions[record["id"]]
+        prediction = generated.predictions[record["id"]]
         items.append(
             {
                 "id": record["id"],
@@ -97,31 +112,37 @@ def evaluate_generation(
                 **metas[index],
                 "prediction": prediction if prediction is not None else "",
                 "dropped": prediction is None,
+                "drop_reason": reasons.get(record["id"]),
             }
         )
-    return items
+    return items, generated.dropped
 
 
 @torch.no_grad()
 def evaluate_preference(
     model: Any, reference: Any, processor: Any, path: str, cfg: EvalConfig
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One row per held-out pair of a DPO manifest (log-probs of chosen and rejected under the model,
-    and with a reference the implicit rewards beta * log(pi/pi_ref)), and how many pairs were dropped
-    (too long for max_length or the audio window). Metrics come from `preference_metrics`."""
+    and with a reference the implicit rewards beta * log(pi/pi_ref)), and the collator's reports of the
+    pairs dropped (too long, or audio that cannot be used). Metrics come from `preference_metrics`."""
     dataset = ManifestDataset.from_manifest(path, "dpo", cfg.prompt_seed)
     count = min(len(dataset), cfg.max_examples) if cfg.max_examples else len(dataset)
     collator = PreferenceCollator(processor, CollatorConfig(max_length=4096))
     local: dict[str, tuple[float, float, float, float]] = {}
+    dropped: list[dict[str, Any]] = []
     for pairs in evaluation_batches(count, cfg.batch_size, rank(), world_size()):
         real = [dataset[i] for i, is_real in pairs if is_real]
         if not real:
             continue
         batch = to_device(collator(real), device())
+        dropped.extend(batch["dropped"])
+        kept = real_ids(batch)  # a placeholder pair, if any, is the last one
+        if not kept:  # all dropped (the model is not sharded: nothing to keep in step)
+            continue
         n = batch["num_pairs"]
         policy = sequence_logps_of(model, batch)[0]
         ref = sequence_logps_of(reference, batch)[0] if reference is not None else torch.zeros_like(policy)
-        for j, example_id in enumerate(batch["ids"]):
+        for j, example_id in enumerate(kept):
             local[example_id] = (float(policy[j]), float(policy[n + j]), float(ref[j]), float(ref[n + j]))
     gathered = gather_dicts(local)
     tasks = dict(zip(dataset.records["id"][:count], dataset.records["task"][:count], strict=True))
@@ -137,7 +158,7 @@ def evaluate_preference(
         if reference is not None:
             row.update({"rewards/chosen": cfg.beta * (c - rc), "rewards/rejected": cfg.beta * (r - rr)})
         rows.append(row)
-    return rows, count - len(gathered)
+    return rows, gather_lists(dropped)
 
 
 def preference_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -181,26 +202,47 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, float]:
     metrics: dict[str, float] = {}
     items: list[dict[str, Any]] = []
     pairs: list[dict[str, Any]] = []
-    dropped_pairs = 0
+    dropped: dict[str, list[dict[str, Any]]] = {"generation": [], "preference": []}
     for path, kind in kinds.items():
         if kind == "dpo":
-            rows, dropped = evaluate_preference(model, reference, processor, path, cfg)
+            rows, left_out = evaluate_preference(model, reference, processor, path, cfg)
             pairs += rows
-            dropped_pairs += dropped
+            dropped["preference"] += left_out
         else:
-            items += evaluate_generation(model, processor, path, kind, cfg)
+            manifest_items, left_out = evaluate_generation(model, processor, path, kind, cfg)
+            items += manifest_items
+            dropped["generation"] += left_out
     if "dpo" in kinds.values():
         metrics.update(preference_metrics(pairs))
-        metrics["preference/dropped"] = dropped_pairs
-    metrics.update(score_generations(items))
+        metrics.update(drop_counts("preference", dropped["preference"]))
+    scored = [item for item in items if item["drop_reason"] not in AUDIO_REASONS]
+    metrics.update(score_generations(scored))
     if items:
-        metrics["generation/dropped"] = sum(item["dropped"] for item in items)  # scored as wrong answers
-    chat = [item for item in items if item["task"] == "chat"]
+        metrics.update(drop_counts("generation", dropped["generation"]))
+    chat = [item for item in scored if item["task"] == "chat"]
     if chat and is_main():
         metrics.update(judge_chat(chat, cfg.judge))
     if is_main():
         write_outputs(Path(cfg.output_dir), metrics, items, cfg, pairs)
+        write_bad_examples(Path(cfg.output_dir), [*dropped["generation"], *dropped["preference"]])
     return metrics
+
+
+def drop_counts(prefix: str, dropped: list[dict[str, Any]]) -> dict[str, float]:
+    """{prefix}/dropped (all) and {prefix}/dropped/<reason> for each reason seen."""
+    counts: dict[str, float] = {f"{prefix}/dropped": len(dropped)}
+    for item in dropped:
+        key = f"{prefix}/dropped/{item['reason']}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def write_bad_examples(out: Path, dropped: list[dict[str, Any]]) -> None:
+    """bad_examples.jsonl: one line per dropped example, {"id", "source", "reason", "file", "detail"}."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "bad_examples.jsonl").open("w", encoding="utf-8") as handle:
+        for item in dropped:
+            handle.write(json.dumps(item, ensure_ascii=False) + "\n")
 
 
 def write_outputs(

@@ -44,7 +44,8 @@ def to_device(batch: Batch, device: torch.device) -> Batch:
 
 
 def masked_labels(batch: Batch) -> torch.Tensor:
-    """Labels with weight-0 examples (evaluation padding) masked out. Conversation rows only."""
+    """Labels with weight-0 examples (evaluation padding, the collators' placeholders) masked out.
+    Conversation rows only: (R, L) long."""
     labels = batch["labels"]
     weights = batch["example_weights"].to(labels.device)
     return torch.where(weights[:, None] > 0, labels, torch.full_like(labels, IGNORE_INDEX))

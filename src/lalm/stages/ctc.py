@@ -2,8 +2,9 @@
 
 Why: a small model trained from scratch with the LM loss alone first learns to guess transcripts
 from the text templates without listening; a CTC head on the encoder forces the encoder to align
-audio with text from the first steps. Measured here (../shared/DESIGN.md): held-out English WER
-after 6 minutes 51% with the LM loss alone, 12% with CTC weight 0.5. The head is dropped at export.
+audio with text from the first steps. Measured here (see the README, "Auxiliary CTC"): held-out
+English WER after 6 minutes 51% with the LM loss alone, 12% with CTC weight 0.5. The head is dropped
+at export.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ def find_module(model: torch.nn.Module, suffix: str) -> torch.nn.Module:
 
 def ctc_targets(batch: dict[str, Any], skip_ids: set[int]) -> list[torch.Tensor | None]:
     """Per clip: the supervised tokens of its row (minus end tokens) if the row is an ASR example with
-    exactly one clip, else None. Assumes conversation rows (pretrain), one clip per row."""
+    exactly one clip, else None. Assumes conversation rows (pretrain), one clip per row; `tasks` is
+    per row (a placeholder's is None)."""
     targets: list[torch.Tensor | None] = []
-    tasks = batch.get("tasks") or [None] * len(batch["ids"])
+    tasks = batch.get("tasks") or [None] * batch["input_ids"].shape[0]
     skip = torch.tensor(sorted(skip_ids), device=batch["input_ids"].device)
     for row, task in enumerate(tasks):
         if task != "asr":

@@ -117,8 +117,9 @@ class LanguageModelingStage:
     ) -> tuple[Supervised, torch.Tensor]:
         """Supervised logits, and the CTC head applied to the encoder output of the clips `keep` (those with a CTC
         target) inside the same forward pass (a hook on the projector), so ZeRO-3 gathers the head's
-        weights like any other module's. The head runs even on no clips, so every rank calls it."""
-        if len(batch["audio_clip_index"]) != len(batch["ids"]):
+        weights like any other module's. The head runs even on no clips, so every rank calls it.
+        Rows, not ids, are counted: a placeholder row (no id, one silent clip) is a row like any other."""
+        if len(batch["audio_clip_index"]) != batch["input_ids"].shape[0]:
             raise ValueError("the CTC loss needs exactly one clip per example (pretraining records)")
         head: Any = self._module(engine, HEAD_NAME)
         captured: dict[str, torch.Tensor] = {}

@@ -13,8 +13,16 @@ import numpy as np
 import torch
 
 from lalm.config.model import PretrainedModelConfig, TinyModelConfig
-from lalm.config.train import STAGE_NAMES, TrainConfig, accumulation_steps, manifest_path, validate
+from lalm.config.train import (
+    STAGE_NAMES,
+    TrainConfig,
+    accumulation_steps,
+    manifest_path,
+    validate,
+    validate_data,
+)
 from lalm.data.dataset import ManifestDataset
+from lalm.data.manifest import read_manifest_records
 from lalm.models.builders import build_model
 from lalm.models.tokenizer import SPECIAL_TOKENS
 from lalm.stages.base import Stage
@@ -22,7 +30,7 @@ from lalm.stages.ctc import attach_ctc_head
 from lalm.stages.dpo import DpoStage
 from lalm.stages.lm import LanguageModelingStage
 from lalm.training.checkpoint import CheckpointError, read_state
-from lalm.training.distributed import from_main, init_distributed, is_main, world_size
+from lalm.training.distributed import barrier, from_main, init_distributed, is_main, world_size
 from lalm.training.engine import initialize_engine, initialize_reference
 from lalm.training.exits import EXIT_CONFIG, EXIT_LOCKED, TrainingExit
 from lalm.training.logging import MetricsLogger
@@ -36,6 +44,7 @@ from lalm.training.run_folder import (
     prepare_logs,
 )
 from lalm.training.trainer import DataSources, RunContext, Trainer
+from lalm.training.universal import needs_universal, to_universal, universal_checkpoint_config
 
 
 def seed_everything(seed: int) -> None:
@@ -79,14 +88,34 @@ def build_stage(cfg: TrainConfig, special_ids: tuple[int, ...] = ()) -> tuple[St
 def load_data(cfg: TrainConfig) -> tuple[ManifestDataset, ManifestDataset]:
     """Train and dev manifests, every line checked (all bad lines named at once), before anything
     is built: a data mistake costs seconds, not a model build."""
-    train = ManifestDataset.from_manifest(
-        manifest_path(cfg, "train_manifest"), cfg.stage.name, cfg.data.prompt_seed
-    )
-    dev = ManifestDataset.from_manifest(
-        manifest_path(cfg, "dev_manifest"), cfg.stage.name, cfg.data.prompt_seed
-    )
-    # TODO(validation): validate_data(cfg, train.records, dev.records) once it lands
-    return train, dev
+    datasets = [
+        ManifestDataset.from_manifest(
+            manifest_path(cfg, name),
+            cfg.stage.name,
+            cfg.data.prompt_seed,
+            duration_tolerance_s=cfg.data.duration_tolerance_s,
+        )
+        for name in ("train_manifest", "dev_manifest")
+    ]
+    validate_data(cfg, datasets[0].records, datasets[1].records)  # config against data
+    if cfg.init_from is None and isinstance(cfg.model, TinyModelConfig) and not cfg.model.tokenizer_corpus:
+        # The tiny tokenizer trains on every stage's train manifest: check the other stages' too, so a
+        # broken line there is named here rather than failing inside tokenizer training.
+        for path in train_manifests(cfg.data.dir):
+            read_manifest_records(path, Path(path).parent.name, check_files=False)
+    return datasets[0], datasets[1]
+
+
+def prepare_universal(checkpoint: str | None, world: int) -> bool:
+    """A checkpoint saved on another number of ranks is converted (once, by rank 0) to DeepSpeed's
+    universal format, which the engine must be told about before it is built."""
+    if checkpoint is None or not needs_universal(Path(checkpoint), world):
+        return False
+    if is_main():
+        print(f"lalm: {checkpoint} was saved on other ranks: converting it to a universal checkpoint")
+        to_universal(Path(checkpoint))
+    barrier()
+    return True
 
 
 @dataclass
@@ -147,7 +176,9 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         attach_ctc_head(base_model, cfg.trainer.seed)
     model = prepare_trainable(base_model, cfg.stage)
     accumulation = accumulation_steps(cfg.trainer, world)
-    engine = initialize_engine(model, cfg.deepspeed, cfg.trainer, cfg.optim, accumulation)
+    universal = prepare_universal(claim.plan.checkpoint, world)
+    extra = universal_checkpoint_config() if universal else None
+    engine = initialize_engine(model, cfg.deepspeed, cfg.trainer, cfg.optim, accumulation, extra)
     if reference is not None:
         stage.reference = initialize_reference(reference, cfg.deepspeed, cfg.trainer)  # type: ignore[attr-defined]
     data = DataSources(
@@ -180,5 +211,5 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         RunContext(run_dir, logger, config, claim.fingerprint, claim.lock),
     )
     if claim.plan.checkpoint is not None:
-        trainer.restore(Path(claim.plan.checkpoint))
+        trainer.restore(Path(claim.plan.checkpoint), universal)
     return trainer

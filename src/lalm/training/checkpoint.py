@@ -30,6 +30,7 @@ import torch
 from lalm.stages.ctc import HEAD_NAME
 from lalm.training import faults
 from lalm.training.distributed import all_reduce_sum, barrier, is_main, rank
+from lalm.training.universal import load_universal
 
 COMPLETE = "COMPLETE"
 STATE_FILE = "lalm_state.json"
@@ -167,9 +168,14 @@ def prune(checkpoints_dir: Path, keep_last: int) -> None:
             shutil.rmtree(info.path, ignore_errors=True)
 
 
-def load_checkpoint(engine: Any, checkpoint: Path) -> dict[str, Any]:
-    """Load weights, optimizer and LR schedule into `engine` (all ranks); returns lalm_state.json."""
+def load_checkpoint(engine: Any, checkpoint: Path, universal: bool = False) -> dict[str, Any]:
+    """Load weights, optimizer and LR schedule into `engine` (all ranks); returns lalm_state.json.
+    universal: the checkpoint was saved on another number of ranks (lalm.training.universal)."""
     state = read_state(checkpoint)
+    if universal:
+        load_universal(engine, checkpoint)
+        restore_rng(checkpoint)
+        return state
     path, _ = engine.load_checkpoint(
         str(checkpoint.parent),
         tag=checkpoint.name,

@@ -72,9 +72,11 @@ def initialize_engine(
     trainer: TrainerConfig,
     optim: OptimConfig,
     accumulation: int,
+    extra_config: dict[str, Any] | None = None,
 ) -> deepspeed.DeepSpeedEngine:
-    """The trained engine: AdamW over the trainable parameters, warmup + cosine/constant schedule."""
-    config = deepspeed_config(ds, trainer, optim, accumulation)
+    """The trained engine: AdamW over the trainable parameters, warmup + cosine/constant schedule.
+    extra_config is merged into DeepSpeed's config (e.g. the switch to load a universal checkpoint)."""
+    config = {**deepspeed_config(ds, trainer, optim, accumulation), **(extra_config or {})}
     groups = parameter_groups(model.named_parameters(), optim.weight_decay)
     optimizer = None
     if not ds.offload_optimizer:  # offloaded: DeepSpeed builds its CPU Adam from `config` over `groups`

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,9 @@ class MetricsLogger:
                 project=wandb_cfg.project,
                 name=wandb_cfg.name or run_dir.parent.name,
                 mode=wandb_cfg.mode,  # type: ignore[arg-type]  # validated: offline|online|disabled
+                # A resumed run continues the same wandb run (its id is kept in the run folder).
+                id=_wandb_run_id(run_dir, start_step),
+                resume="allow",
                 dir=str(run_dir),
                 config=config,
                 reinit="finish_previous",
@@ -78,6 +82,15 @@ class MetricsLogger:
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None
+
+
+def _wandb_run_id(run_dir: Path, start_step: int) -> str:
+    path = run_dir / "wandb_run_id"
+    if start_step > 0 and path.is_file():
+        return path.read_text().strip()
+    run_id = uuid.uuid4().hex[:8]  # wandb's own ids are 8 lowercase letters and digits
+    path.write_text(run_id + "\n")
+    return run_id
 
 
 def strict_json_value(value: Any) -> Any:

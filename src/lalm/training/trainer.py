@@ -284,9 +284,9 @@ class Trainer:
             self.cfg.keep_last,
         )
 
-    def restore(self, checkpoint: Path) -> None:
+    def restore(self, checkpoint: Path, universal: bool = False) -> None:
         """Continue from `checkpoint`: weights, optimizer, schedule, TrainState and RNG states."""
-        state = load_checkpoint(self.engine, checkpoint)
+        state = load_checkpoint(self.engine, checkpoint, universal)
         self.state.load_state_dict(state["train_state"])
 
     def _preempt(self) -> None:

@@ -1,14 +1,17 @@
 """validate() finds every config mistake at once, before anything is allocated, and each message
-says what to change; accumulation_steps and manifest_path by example."""
+says what to change; validate_data() the config's mistakes against the manifests; accumulation_steps
+and manifest_path by example."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 
-from lalm.config.model import TinyModelConfig
+from lalm.config.checks import unknown_fields
+from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
 from lalm.config.train import (
     DataConfig,
     DeepSpeedConfig,
@@ -21,10 +24,16 @@ from lalm.config.train import (
     TrainConfig,
     TrainerConfig,
     accumulation_steps,
+    example_bounds,
     manifest_path,
     validate,
+    validate_data,
 )
+from lalm.data.collators import CollatorConfig, ConversationCollator, PreferenceCollator
+from lalm.data.dataset import ManifestDataset
+from lalm.data.manifest import load_manifest
 from lalm.data.prompts import TASKS
+from lalm.errors import ConfigError
 
 
 def _config(corpus_dir: Path, stage: StageConfig | None = None, **fields: object) -> TrainConfig:
@@ -262,3 +271,268 @@ def test_log_every_must_be_positive(corpus_dir, tmp_path):
     )
     with pytest.raises(ValueError, match="log_every must be >= 1"):
         validate(cfg, 1)
+
+
+# ---------------------------------------------------------------- values that cannot work (one each)
+
+
+@pytest.mark.parametrize(
+    "fields, fragment",
+    [
+        ({"optim": OptimConfig(warmup_steps=100)}, "optim.warmup_steps=100 must be < trainer.max_steps=100"),
+        ({"optim": OptimConfig(warmup_steps=-1)}, "optim.warmup_steps must be >= 0, got -1"),
+        (
+            {"optim": OptimConfig(max_grad_norm=-1.0)},
+            "optim.max_grad_norm must be >= 0 (0: no clipping), got -1.0",
+        ),
+        ({"optim": OptimConfig(lr=0.0)}, "optim.lr must be a finite number > 0, got 0.0"),
+        ({"optim": OptimConfig(lr=float("inf"))}, "optim.lr must be a finite number > 0, got inf"),
+        ({"optim": OptimConfig(betas=[0.9])}, "optim.betas must be two numbers in [0, 1), got [0.9]"),
+        ({"optim": OptimConfig(betas=[-0.1, 0.9])}, "optim.betas must be two numbers in [0, 1)"),
+        ({"optim": OptimConfig(eps=0.0)}, "optim.eps must be > 0, got 0.0"),
+        ({"optim": OptimConfig(weight_decay=-1e-3)}, "optim.weight_decay must be >= 0, got -0.001"),
+        ({"optim": OptimConfig(min_lr_ratio=-0.1)}, "optim.min_lr_ratio must be in [0, 1], got -0.1"),
+        ({"trainer": TrainerConfig(keep_last=0)}, "trainer.keep_last must be >= 1, got 0"),
+        ({"trainer": TrainerConfig(nonfinite="retry")}, "trainer.nonfinite='retry': skip|abort"),
+        ({"trainer": TrainerConfig(max_consecutive_skips=0)}, "trainer.max_consecutive_skips must be >= 1"),
+        (
+            {"trainer": TrainerConfig(collective_timeout_s=0.0)},
+            "trainer.collective_timeout_s must be a number",
+        ),
+        (
+            {"trainer": TrainerConfig(collective_timeout_s=float("nan"))},
+            "trainer.collective_timeout_s must be",
+        ),
+        (
+            {"trainer": TrainerConfig(step_timeout_s=-1.0)},
+            "trainer.step_timeout_s must be a number of seconds >= 0",
+        ),
+        ({"trainer": TrainerConfig(eval_batches=-2)}, "trainer.eval_batches must be >= 0 (0: all), got -2"),
+        ({"deepspeed": DeepSpeedConfig(zero_stage=0, offload_optimizer=True)}, "needs ZeRO 1-3"),
+        ({"deepspeed": DeepSpeedConfig(reduce_bucket_size=0)}, "deepspeed.reduce_bucket_size must be > 0"),
+        (
+            {"resume": "/nowhere/step-3"},
+            "resume='/nowhere/step-3': use auto, never or the path of a checkpoint",
+        ),
+        ({"output_dir": " "}, "output_dir must not be empty"),
+        (
+            {"model": TinyModelConfig(llm_heads=4, llm_kv_heads=3)},
+            "model.llm_heads=4 must be a multiple of model.llm_kv_heads=3",
+        ),
+        ({"model": TinyModelConfig(encoder_layers=0)}, "model.encoder_layers must be > 0, got 0"),
+        (
+            {"model": TinyModelConfig(tokenizer_corpus=["/no/such.jsonl"])},
+            "model.tokenizer_corpus: /no/such.jsonl does not exist",
+        ),
+        (
+            {"model": PretrainedModelConfig(path="/no/model")},
+            "model.path='/no/model' is not a model checkpoint",
+        ),
+        (
+            {"model": FromComponentsConfig(whisper_dir="/no/w", llm_dir="/")},
+            "model.whisper_dir='/no/w' is not a directory",
+        ),
+    ],
+)
+def test_values_that_cannot_work(corpus_dir, fields, fragment):
+    message = _errors(_config(corpus_dir, **fields))
+    assert fragment in message
+    assert message.count("\n  - ") == 1  # only this mistake
+
+
+@pytest.mark.parametrize(
+    "field_name, value, fragment",
+    [
+        ("max_length", 0, "data.max_length must be > 0, got 0"),
+        ("num_workers", -1, "data.num_workers must be >= 0, got -1"),
+        (
+            "max_bad_fraction",
+            1.01,
+            "data.max_bad_fraction must be in [0, 1] (a share of the manifest), got 1.01",
+        ),
+        (
+            "duration_tolerance_s",
+            -0.5,
+            "data.duration_tolerance_s must be a number of seconds >= 0, got -0.5",
+        ),
+    ],
+)
+def test_data_values(corpus_dir, field_name, value, fragment):
+    cfg = _config(corpus_dir)
+    setattr(cfg.data, field_name, value)
+    message = _errors(cfg)
+    assert fragment in message and message.count("\n  - ") == 1
+
+
+@pytest.mark.parametrize(
+    "lora, fragment",
+    [
+        (LoraConfig(enabled=True, r=0), "stage.lora.r must be >= 1, got 0"),
+        (LoraConfig(enabled=True, alpha=0), "stage.lora.alpha must be > 0, got 0"),
+        (LoraConfig(enabled=True, dropout=1.0), "stage.lora.dropout must be in [0, 1), got 1.0"),
+        (LoraConfig(enabled=True, target_modules=[]), "stage.lora.target_modules must be non-empty"),
+    ],
+)
+def test_lora_values(corpus_dir, lora, fragment):
+    message = _errors(_config(corpus_dir, SftStageConfig(lora=lora)))
+    assert fragment in message and message.count("\n  - ") == 1
+
+
+def test_values_at_their_limits_pass(corpus_dir, tmp_path):
+    """The checks refuse what cannot work, nothing more."""
+    fine = [
+        {"optim": OptimConfig(warmup_steps=99, max_grad_norm=0.0, min_lr_ratio=0.0, betas=[0.0, 0.999])},
+        {"optim": OptimConfig(min_lr_ratio=1.0, weight_decay=0.0, schedule="constant")},
+        {"trainer": TrainerConfig(save_every=1000, eval_every=1000, step_timeout_s=0.0, keep_last=1)},
+        {"trainer": TrainerConfig(nonfinite="abort", max_consecutive_skips=1, eval_batches=0)},
+        {"resume": "never"},
+        {"resume": str(tmp_path)},  # an existing checkpoint folder
+        {"data": DataConfig(dir=str(corpus_dir), max_bad_fraction=0.0, duration_tolerance_s=0.0)},
+        {"data": DataConfig(dir=str(corpus_dir), max_bad_fraction=1.0, max_length=1)},
+    ]
+    for fields in fine:
+        validate(_config(corpus_dir, **fields), world_size=1)
+    # A disabled LoRA's values are never read.
+    validate(_config(corpus_dir, SftStageConfig(lora=LoraConfig(enabled=False, r=0))), world_size=1)
+
+
+# ---------------------------------------------------------------- keys the schema does not have
+
+
+def test_keys_added_with_plus_are_refused(corpus_dir):
+    # What OmegaConf.to_object makes of `+stage.task_weight={asr:3}` and `+trainer.wandb.tags=[a]`.
+    cfg = _config(corpus_dir)
+    cfg.stage.task_weight = {"asr": 3}
+    cfg.trainer.wandb.tags = ["a"]
+    message = _errors(cfg)
+    assert (
+        "unknown key stage.task_weight (did you mean stage.task_weights?); PretrainStageConfig has: name, "
+        "train_encoder, train_projector, train_llm, lora, ctc_weight, task_weights" in message
+    )
+    assert "unknown key trainer.wandb.tags; WandbConfig has: mode, project, name" in message
+    assert message.count("\n  - ") == 2
+
+
+def test_unknown_fields_leave_dict_fields_alone(corpus_dir):
+    cfg = _config(corpus_dir, SftStageConfig(task_weights={"emotion_qa": 2.0}))
+    assert unknown_fields(cfg) == []
+    cfg.model.vocab = 3
+    assert unknown_fields(cfg) == [
+        f"unknown key model.vocab (did you mean model.vocab_size?); TinyModelConfig has: "
+        f"{', '.join(f.name for f in dataclasses.fields(TinyModelConfig))}"
+    ]
+
+
+def test_validation_errors_are_config_errors(corpus_dir):
+    with pytest.raises(ConfigError) as info:
+        validate(_config(corpus_dir, optim=OptimConfig(lr=-1.0)), 1)
+    assert isinstance(info.value, ValueError)
+    assert info.value.title == "invalid training config"
+    assert info.value.problems == ["optim.lr must be a finite number > 0, got -1.0"]
+
+
+# ---------------------------------------------------------------- validate_data: config against manifests
+
+
+def _records(corpus_dir: Path, stage: str, split: str = "train"):  # noqa: ANN202 - datasets.Dataset
+    return load_manifest(corpus_dir / stage / f"{split}.jsonl", stage)
+
+
+def _data_errors(cfg: TrainConfig, train, dev=None) -> str:  # noqa: ANN001
+    with pytest.raises(ConfigError, match="the config does not fit the data") as err:
+        validate_data(cfg, train, train if dev is None else dev)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("stage", [PretrainStageConfig(), SftStageConfig(), DpoStageConfig()], ids=str)
+def test_corpus_fits_the_default_configs(corpus_dir, stage):
+    name = stage.name
+    validate_data(_config(corpus_dir, stage), _records(corpus_dir, name), _records(corpus_dir, name, "dev"))
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "sft", "dpo"])
+def test_length_bound_is_never_above_the_collators_count(corpus_dir, processor, stage):
+    """fewest_tokens is a lower bound of what the real collator renders, so validate_data never refuses
+    a max_length that some example fits; and it refuses one just below every bound."""
+    dataset = ManifestDataset.from_manifest(str(corpus_dir / stage / "dev.jsonl"), stage)
+    collator_type = PreferenceCollator if stage == "dpo" else ConversationCollator
+    collator = collator_type(processor, CollatorConfig(max_length=100_000))
+    bounds = [b for b, _ in example_bounds(stage, dataset.records, DataConfig.duration_tolerance_s)]
+    lengths = []
+    for index, bound in enumerate(bounds):
+        batch = collator([dataset[index]])
+        assert batch["dropped"] == []
+        rows = batch["attention_mask"].sum(dim=1)
+        real = int(rows[0]) if stage != "dpo" else int(min(rows[0], rows[batch["num_pairs"]]))
+        assert 0 < bound <= real, (index, bound, real)
+        lengths.append(real)
+    stage_cfg = {"pretrain": PretrainStageConfig(), "sft": SftStageConfig(), "dpo": DpoStageConfig()}[stage]
+    cfg = _config(corpus_dir, stage_cfg, data=DataConfig(dir=str(corpus_dir), max_length=min(lengths)))
+    validate_data(cfg, dataset.records, dataset.records)
+    cfg.data.max_length = min(bounds) - 1
+    message = _data_errors(cfg, dataset.records)
+    assert f"data.max_length={min(bounds) - 1} is shorter than every example of" in message
+    assert f"(the shortest needs at least {min(bounds)} tokens): raise data.max_length" in message
+
+
+def _longest_clip(messages: list[dict]) -> float:
+    durations = [i["audio"]["duration"] for m in messages for i in m["content"] if i["type"] == "audio"]
+    return max(durations, default=0.0)
+
+
+def test_clips_longer_than_a_checkpoints_window(corpus_dir, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"n_samples": 16_000}))
+    records = _records(corpus_dir, "sft").filter(lambda r: _longest_clip(r["messages"]) > 1.5)
+    cfg = _config(corpus_dir, SftStageConfig(), init_from=str(tmp_path))
+    message = _data_errors(cfg, records)
+    assert "has a clip longer than the encoder's window (16000 samples)" in message
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"n_samples": 480_000}))
+    validate_data(cfg, records, records)
+
+
+def test_task_weights_against_the_manifest(corpus_dir):
+    pretrain = _records(corpus_dir, "pretrain")
+    asr_only = pretrain.filter(lambda r: r["task"] == "asr")
+    message = _data_errors(_config(corpus_dir, PretrainStageConfig(task_weights={"lid": 2.0})), asr_only)
+    assert "stage.task_weights names 'lid', which" in message and "its tasks are ['asr']" in message
+    # Config-level, {asr: 0} leaves the other tasks in; this manifest has no other task.
+    message = _data_errors(_config(corpus_dir, PretrainStageConfig(task_weights={"asr": 0.0})), asr_only)
+    assert "leaves none of the tasks of" in message
+    validate_data(_config(corpus_dir, PretrainStageConfig(task_weights={"lid": 0.0})), pretrain, pretrain)
+
+
+def test_sft_task_weights_count_analysis_mode_only(corpus_dir):
+    sft = _records(corpus_dir, "sft")
+    # 'chat' is the task label of chat-mode examples: analysis mode, which task_weights groups, has none.
+    for chat_weight in (0.5, 1.0):
+        stage = SftStageConfig(chat_weight=chat_weight, task_weights={"chat": 2.0})
+        message = _data_errors(_config(corpus_dir, stage), sft)
+        assert "stage.task_weights names 'chat', which analysis mode of" in message
+    validate_data(_config(corpus_dir, SftStageConfig(task_weights={"lid": 6.0})), sft, sft)
+
+
+@pytest.mark.parametrize(
+    "mode, chat_weight, fragment",
+    [
+        ("analysis", 0.3, "stage.chat_weight=0.3 but"),
+        ("chat", 0.5, "stage.chat_weight=0.5 leaves 0.5 of each batch to analysis mode"),
+        ("chat", 0.0, "stage.chat_weight=0.0 leaves 1 of each batch to analysis mode"),
+    ],
+)
+def test_chat_weight_against_the_modes(corpus_dir, mode, chat_weight, fragment):
+    only = _records(corpus_dir, "sft").filter(lambda r: r["mode"] == mode)
+    message = _data_errors(_config(corpus_dir, SftStageConfig(chat_weight=chat_weight)), only)
+    assert fragment in message and message.count("\n  - ") == 1
+    fitting = 0.0 if mode == "analysis" else 1.0
+    validate_data(_config(corpus_dir, SftStageConfig(chat_weight=fitting)), only, only)
+
+
+def test_data_mistakes_are_listed_together(corpus_dir):
+    sft = _records(corpus_dir, "sft")
+    analysis = sft.filter(lambda r: r["mode"] == "analysis")
+    stage = SftStageConfig(chat_weight=0.5, task_weights={"lidd": 3.0})
+    cfg = _config(corpus_dir, stage, data=DataConfig(dir=str(corpus_dir), max_length=8))
+    message = _data_errors(cfg, analysis, sft)
+    assert message.count("\n  - ") == 4  # max_length for train and dev, no chat examples, the typo
+    assert "names 'lidd' (did you mean lid?)" in message

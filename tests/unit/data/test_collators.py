@@ -7,11 +7,16 @@ import pytest
 import torch
 
 from lalm.data.collators import (
+    DROP_REASONS,
     IGNORE_INDEX,
     CollatorConfig,
     ConversationCollator,
+    GenerationCollator,
     PreferenceCollator,
     model_inputs,
+    placeholder_rows,
+    real_ids,
+    real_token_count,
 )
 from lalm.data.dataset import ManifestDataset
 
@@ -139,25 +144,163 @@ def test_too_long_examples_are_dropped_and_counted_never_cut(processor):
     batch = ConversationCollator(processor, CollatorConfig(max_length=200))([short, long_text, long_audio])
     assert batch["ids"] == ["short"]
     assert batch["input_ids"].shape[0] == 1 and batch["input_features"].shape[0] == 1
+    long_text_tokens = len(processor.tokenizer("word " * 400)["input_ids"])
     assert batch["dropped"] == [
-        {"id": "long_text", "source": "test:long_text", "reason": "longer_than_max_length"},
-        {"id": "long_audio", "source": "m.jsonl:9", "reason": "audio_longer_than_window"},
+        {
+            "id": "long_text",
+            "source": "test:long_text",
+            "reason": "longer_than_max_length",
+            "file": None,
+            "detail": batch["dropped"][0]["detail"],
+        },
+        {
+            "id": "long_audio",
+            "source": "m.jsonl:9",
+            "reason": "audio_longer_than_window",
+            "file": None,  # a clip made here, not read from a file
+            "detail": "a 7.00-s clip; the encoder's window is 6.00 s",
+        },
     ]
+    tokens = int(batch["dropped"][0]["detail"].split()[0])
+    assert tokens > max(200, long_text_tokens) and batch["dropped"][0]["detail"].endswith("max_length is 200")
 
 
-def test_text_only_batch_has_no_features(processor):
-    example = {
-        "id": "t",
+def _text_only(example_id: str, answer: str = "Hi.") -> dict:
+    return {
+        "id": example_id,
+        "source": f"test:{example_id}",
         "messages": [
             {"role": "user", "content": [{"type": "text", "text": "Say hi."}]},
-            {"role": "assistant", "content": [{"type": "text", "text": "Hi."}]},
+            {"role": "assistant", "content": [{"type": "text", "text": answer}]},
         ],
     }
-    batch = ConversationCollator(processor)([example])
-    assert "input_features" not in batch and batch["audio_clip_index"].numel() == 0
+
+
+def _marker(example_id: str, reason: str = "truncated_audio") -> dict:
+    """What ManifestDataset returns for an example whose audio cannot be used."""
+    bad = {"reason": reason, "file": f"/data/{example_id}.wav", "detail": "cut off"}
+    return {"id": example_id, "source": f"m.jsonl:{example_id}", "bad": bad}
+
+
+def test_text_only_batch_gets_a_silent_weight_0_placeholder(processor):
+    batch = ConversationCollator(processor)([_text_only("t"), _text_only("u", "Hello there.")])
+    assert (
+        batch["ids"] == ["t", "u", "<placeholder>"] and batch["placeholders"] == 1 and batch["dropped"] == []
+    )
+    assert real_ids(batch) == ["t", "u"]
+    assert batch["input_ids"].shape[0] == 3 and batch["example_weights"].tolist() == [1.0, 1.0, 0.0]
+    assert batch["tasks"] == [None, None, None]
+    # One clip, 0.1 s of silence, filling the placeholder row's one audio span.
+    assert batch["input_features"].shape[0] == 1 and batch["audio_clip_index"].tolist() == [0]
+    assert int(batch["feature_attention_mask"].sum()) == 10  # mel frames of 1,600 samples
+    audio_id = processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>")
+    assert (
+        int((batch["input_ids"][2] == audio_id).sum()) == 2
+        and int((batch["input_ids"][:2] == audio_id).sum()) == 0
+    )
+    assert (batch["labels"][2] == IGNORE_INDEX).all()  # nothing of it is supervised
     assert _supervised_segments(processor.tokenizer, batch["input_ids"][0], batch["labels"][0]) == [
         "Hi.<|im_end|>"
     ]
+    assert placeholder_rows(batch).tolist() == [False, False, True]
+    assert batch["placeholder_tokens"] == int(batch["attention_mask"][2].sum()) > 0
+    assert (
+        real_token_count(batch) == int(batch["attention_mask"][:2].sum()) < int(batch["attention_mask"].sum())
+    )
+    # With a clip in the batch there is no placeholder.
+    mixed = ConversationCollator(processor)([_text_only("t"), _example("a", [("What?", "Hello.")])])
+    assert mixed["placeholders"] == 0 and mixed["input_ids"].shape[0] == 2
+    assert real_token_count(mixed) == int(mixed["attention_mask"].sum())
+    assert mixed["placeholder_tokens"] == 0
+
+
+def test_bad_markers_are_dropped_and_reported_with_file_and_detail(processor):
+    examples = [_marker("1", "nonfinite_audio"), _example("ok", [("What?", "Hello.")]), _marker("3")]
+    batch = ConversationCollator(processor)(examples)
+    assert batch["ids"] == real_ids(batch) == ["ok"] and batch["placeholders"] == 0
+    assert batch["input_ids"].shape[0] == 1
+    assert batch["dropped"] == [
+        {
+            "id": "1",
+            "source": "m.jsonl:1",
+            "reason": "nonfinite_audio",
+            "file": "/data/1.wav",
+            "detail": "cut off",
+        },
+        {
+            "id": "3",
+            "source": "m.jsonl:3",
+            "reason": "truncated_audio",
+            "file": "/data/3.wav",
+            "detail": "cut off",
+        },
+    ]
+    assert {d["reason"] for d in batch["dropped"]} <= set(DROP_REASONS)
+
+
+def test_evaluation_padding_is_dropped_without_being_reported(processor):
+    """Weight-0 examples repeat a real one to even out ranks: reporting them would count it twice."""
+    examples = [
+        _marker("1"),
+        {**_marker("1"), "weight": 0.0},
+        {**_example("long", [("?", "x")]), "weight": 0.0},
+    ]
+    examples[2]["messages"][0]["content"][0]["waveform"] = _wave(7.0)
+    batch = ConversationCollator(processor)(examples)
+    assert [d["id"] for d in batch["dropped"]] == ["1"]
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_an_all_dropped_micro_batch_is_one_placeholder(processor, tiny, size):
+    examples = [_marker(str(i), reason) for i, reason in zip(range(size), DROP_REASONS, strict=False)]
+    batch = ConversationCollator(processor)(examples)
+    assert batch["ids"] == ["<placeholder>"] and real_ids(batch) == [] and batch["placeholders"] == 1
+    assert len(batch["dropped"]) == size
+    assert batch["input_ids"].shape[0] == 1 and batch["example_weights"].tolist() == [0.0]
+    assert real_token_count(batch) == 0 and batch["placeholder_tokens"] == int(batch["attention_mask"].sum())
+    with torch.no_grad():
+        logits = tiny[0].eval()(**model_inputs(batch)).logits  # a batch the model can run
+    assert logits.shape[:2] == batch["input_ids"].shape and torch.isfinite(logits).all()
+
+
+def _pair(example_id: str, clip: bool = True) -> dict:
+    items = [{"type": "audio", "waveform": _wave(0.6)}] if clip else []
+    prompt = [{"role": "user", "content": [*items, {"type": "text", "text": "What is said?"}]}]
+    return {
+        "id": example_id,
+        "source": f"d.jsonl:{example_id}",
+        "prompt": prompt,
+        "chosen": "Yes.",
+        "rejected": "No.",
+    }
+
+
+def test_preference_collator_drops_markers_and_adds_a_placeholder_pair(processor):
+    batch = PreferenceCollator(processor)([_marker("x"), _pair("a", clip=False), _pair("b", clip=False)])
+    assert (
+        batch["ids"] == ["a", "b", "<placeholder>"] and batch["num_pairs"] == 3 and batch["placeholders"] == 1
+    )
+    assert [d["id"] for d in batch["dropped"]] == ["x"]
+    assert batch["example_weights"].tolist() == [1.0, 1.0, 0.0]
+    assert batch["input_ids"].shape[0] == 6 and batch["audio_clip_index"].tolist() == [0, 0]
+    assert placeholder_rows(batch).tolist() == [False, False, True, False, False, True]
+    assert torch.equal(batch["input_ids"][2], batch["input_ids"][5])
+    assert (batch["labels"][[2, 5]] == IGNORE_INDEX).all()
+    assert real_token_count(batch) == int(batch["attention_mask"][[0, 1, 3, 4]].sum())
+    assert batch["placeholder_tokens"] == int(batch["attention_mask"][[2, 5]].sum())
+    with_audio = PreferenceCollator(processor)([_pair("a"), _marker("x")])
+    assert with_audio["placeholders"] == 0 and with_audio["num_pairs"] == 1
+    everything_dropped = PreferenceCollator(processor)([_marker("x")])
+    assert everything_dropped["num_pairs"] == 1 and real_ids(everything_dropped) == []
+
+
+def test_generation_collator_drops_markers_and_adds_no_placeholder(processor):
+    prompt = {"id": "p", "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi?"}]}]}
+    batch = GenerationCollator(processor)([_marker("x"), prompt])
+    assert batch["ids"] == ["p"] and batch["placeholders"] == 0 and "input_features" not in batch
+    empty = GenerationCollator(processor)([_marker("x"), _marker("y", "empty_audio")])
+    assert empty["ids"] == [] and empty["input_ids"].shape[0] == 0 and "input_features" not in empty
+    assert [d["reason"] for d in empty["dropped"]] == ["truncated_audio", "empty_audio"]
 
 
 def test_dpo_rows_share_one_copy_of_each_clip(corpus_dir, processor, tiny):

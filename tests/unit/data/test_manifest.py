@@ -109,10 +109,72 @@ def test_malformed_json_line_names_file_and_line(data_dir: Path) -> None:
     assert isinstance(err, LalmInputError) and isinstance(err, ValueError)
 
 
-def test_first_bad_line_is_reported(data_dir: Path) -> None:
+def test_every_bad_line_is_reported_in_one_error(data_dir: Path) -> None:
     good = json.dumps(_pretrain())
-    path = _write_lines(data_dir / "m.jsonl", [good, "not json", good, "[1, 2]"])
-    assert _error_for(path, "pretrain").line == 2
+    bad_text = json.dumps(_pretrain(text=""))
+    path = _write_lines(data_dir / "m.jsonl", [good, "not json", good, "[1, 2]", bad_text, good])
+    with pytest.raises(ManifestError) as info:
+        read_manifest_records(path, "pretrain")
+    err = info.value
+    assert err.line == 2 and err.bad_lines == 3
+    assert [line for line, _ in err.lines] == [2, 4, 5]
+    assert str(err).splitlines() == [
+        f"{path}: 3 bad lines",
+        f"  {path}:2: not valid JSON (Expecting value)",
+        f"  {path}:4: a line must hold a JSON object, got list",
+        f"  {path}:5: field 'text' must be a non-empty str, got ''",
+    ]
+
+
+def test_long_listing_is_capped(data_dir: Path) -> None:
+    good = json.dumps(_pretrain())
+    path = _write_lines(data_dir / "m.jsonl", [good] + ["{oops"] * 25)
+    with pytest.raises(ManifestError) as info:
+        read_manifest_records(path, "pretrain")
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"{path}: 25 bad lines"
+    assert lines[1] == f"  {path}:2: not valid JSON (Expecting property name enclosed in double quotes)"
+    assert lines[20] == f"  {path}:21: not valid JSON (Expecting property name enclosed in double quotes)"
+    assert lines[21:] == ["  ... and 5 more bad lines"]
+    assert info.value.bad_lines == 25 and len(info.value.lines) == ManifestError.MAX_LISTED
+
+
+@pytest.mark.parametrize(
+    ("records", "stage", "expected"),
+    [
+        (
+            [_sft(), _sft(mode="analysis")],
+            "pretrain",
+            "an sft manifest (has 'messages' and 'mode'); stage=pretrain needs task/audio/text records",
+        ),
+        (
+            [_pretrain(), _pretrain(task="lid")],
+            "sft",
+            "a pretrain manifest (has 'task', 'audio' and 'text'); stage=sft needs mode/messages records",
+        ),
+        (
+            [_sft()],
+            "dpo",
+            "an sft manifest (has 'messages' and 'mode'); stage=dpo needs prompt/chosen/rejected records",
+        ),
+        (
+            [_dpo(), _dpo()],
+            "sft",
+            "a dpo manifest (has 'prompt', 'chosen' and 'rejected'); stage=sft needs mode/messages records",
+        ),
+    ],
+    ids=["sft-as-pretrain", "pretrain-as-sft", "sft-as-dpo", "dpo-as-sft"],
+)
+def test_manifest_of_another_stage_is_named(data_dir: Path, records: list, stage: str, expected: str) -> None:
+    path = _write_records(data_dir / "m.jsonl", records)
+    err = _error_for(path, stage)
+    assert str(err) == f"{path}:1: this looks like {expected}"
+
+
+def test_one_stray_line_of_another_stage_is_listed_as_a_bad_line(data_dir: Path) -> None:
+    path = _write_records(data_dir / "m.jsonl", [_pretrain(), _sft()])
+    err = _error_for(path, "pretrain")
+    assert err.line == 2 and "missing field 'task'" in str(err) and "looks like" not in str(err)
 
 
 def test_json_list_line_is_rejected(data_dir: Path) -> None:

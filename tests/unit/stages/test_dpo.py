@@ -1,4 +1,5 @@
-"""The DPO stage's loss on a real batch: the preference loss plus rpo_alpha x the chosen NLL."""
+"""The DPO stage's loss on a real batch: the preference loss plus rpo_alpha x the chosen NLL; placeholder
+pairs and all-dropped micro-batches leave it alone."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lalm.data.dataset import ManifestDataset
 from lalm.losses.token import sequence_logps
 from lalm.stages.base import logits_of
 from lalm.stages.dpo import DpoStage
+from tests.unit.stages.batches import marker, text_only_pair, without_placeholder
 
 
 @pytest.mark.parametrize("loss", ["sigmoid", "ipo"])
@@ -38,3 +40,39 @@ def test_rpo_adds_the_chosen_per_token_nll(tiny, corpus_dir, loss: str) -> None:
     without = DpoStage(DpoStageConfig(beta=beta, loss=loss), copy.deepcopy(policy))
     with torch.no_grad():
         assert float(without.forward(policy, batch).loss) == pytest.approx(pairs * preference, rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "ipo", "hinge"])
+def test_a_placeholder_pair_changes_neither_loss_nor_units_nor_metrics(tiny, loss: str) -> None:  # noqa: ANN001
+    """Text-only prompts get a weight-0 placeholder pair (so the encoder runs); loss, pairs and every
+    metric equal those of the batch without it, and they stay finite (its rows have 0 targets)."""
+    model, processor = tiny
+    policy = copy.deepcopy(model).eval()
+    perturbed = copy.deepcopy(model).eval()  # a reference unlike the policy, so the margins are not 0
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in perturbed.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    stage = DpoStage(DpoStageConfig(beta=0.2, loss=loss, rpo_alpha=0.5), perturbed)
+    pairs = [text_only_pair("a", "Yes, it is.", "No."), text_only_pair("b", "Monday.", "Friday at noon.")]
+    batch = PreferenceCollator(processor)(pairs)
+    bare = without_placeholder(batch)
+    with torch.no_grad():
+        out, ref = stage.forward(policy, batch), stage.forward(policy, bare)
+    assert out.units == ref.units == stage.count_units(batch) == stage.count_units(bare) == 2
+    assert float(out.loss) == pytest.approx(float(ref.loss), rel=1e-5)
+    assert out.metrics == pytest.approx(ref.metrics, rel=1e-5, abs=1e-6) and len(out.metrics) >= 6
+    assert all(math.isfinite(v) for v in out.metrics.values())
+
+
+def test_an_all_dropped_dpo_micro_batch_is_a_weight_0_step(tiny) -> None:  # noqa: ANN001
+    model, processor = tiny
+    policy = copy.deepcopy(model).train()
+    stage = DpoStage(DpoStageConfig(loss="ipo", rpo_alpha=1.0), copy.deepcopy(model).eval())
+    batch = PreferenceCollator(processor)([marker("p1")])
+    assert batch["num_pairs"] == 1 and batch["ids"] == ["<placeholder>"] and stage.count_units(batch) == 0
+    out = stage.forward(policy, batch)
+    assert float(out.loss.detach()) == 0.0 and out.units == 0 and set(out.metrics.values()) == {0.0}
+    out.loss.backward()
+    encoder = [p.grad for n, p in policy.named_parameters() if p.requires_grad and "audio_tower" in n]
+    assert encoder and all(g is not None and not g.any() for g in encoder)

@@ -40,7 +40,7 @@ def test_batch_clipping_and_zero_stage_come_from_their_own_configs(zero_stage):
     assert zero["stage"] == zero_stage
     assert zero["reduce_bucket_size"] == 1234 and zero["overlap_comm"] is True
     assert zero.get("stage3_gather_16bit_weights_on_model_save", False) is (zero_stage == 3)
-    assert config["bf16"] == {"enabled": False}  # precision=fp32
+    assert config["bf16"] == {"enabled": False, "check_grad_overflow": True}  # precision=fp32
     # One source of truth: lr, optimizer and schedule are ours, not DeepSpeed's.
     assert not _keys(config) & {"optimizer", "scheduler", "lr", "train_batch_size"}
     assert "offload_optimizer" not in zero
@@ -61,7 +61,10 @@ def test_offloaded_optimizer_is_built_from_optim_config():
 
 def test_bf16_section_follows_precision():
     bf16 = TrainerConfig(micro_batch_size=3, global_batch_size=24, precision="bf16")
-    assert deepspeed_config(DeepSpeedConfig(), bf16, OPTIM, 1)["bf16"] == {"enabled": True}
+    assert deepspeed_config(DeepSpeedConfig(), bf16, OPTIM, 1)["bf16"] == {
+        "enabled": True,
+        "check_grad_overflow": True,
+    }
 
 
 def test_use_bf16():

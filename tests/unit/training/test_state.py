@@ -70,3 +70,17 @@ def test_fault_specs_fire_only_where_asked(monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         faults.at("save", 4)
     faults.at("save", 5)
+
+
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path):
+    def start(step: int) -> str:
+        logger = MetricsLogger(
+            tmp_path, 3, step, WandbConfig(mode="offline"), {}, enabled=True, progress_bar=False
+        )
+        run_id = logger._wandb.id  # type: ignore[union-attr]
+        logger.close()
+        return str(run_id)
+
+    first = start(0)
+    assert start(2) == first  # resumed
+    assert start(0) != first  # a fresh start is a new wandb run
