@@ -16,7 +16,7 @@ from pypinyin import Style, lazy_pinyin
 from lalm.data.audio import SAMPLE_RATE, AudioRef, load_audio
 
 # espeak-ng voice per language code. Mandarin Hanzi is misread by espeak's cmn voice, so Mandarin text
-# is converted to numbered-tone pinyin and read by cmn-latn-pinyin (../shared/DESIGN.md).
+# is converted to numbered-tone pinyin and read by cmn-latn-pinyin (docs/design-notes.md).
 ESPEAK_VOICES = {
     "en": "en-us",
     "zh": "cmn-latn-pinyin",

@@ -10,7 +10,7 @@ class TinyModelConfig:
     """A randomly initialised small Qwen2-Audio for CPU tests and demos.
 
     The defaults (192-wide, 3+3 layers, ~3.3M parameters with a 2,000-token vocabulary) are the sizes measured
-    to learn English ASR on synthetic speech within minutes on 2 CPU cores (../shared/DESIGN.md).
+    to learn English ASR on synthetic speech within minutes on 2 CPU cores (docs/design-notes.md).
     lm_head is not tied to the input embeddings: transformers' Qwen2AudioForConditionalGeneration
     declares no tied weights, so a tied checkpoint would reload with a random lm_head.
     """

@@ -124,7 +124,7 @@ def build_tiny(cfg: TinyModelConfig) -> ModelAndProcessor:
         num_key_value_heads=cfg.llm_kv_heads,
         max_position_embeddings=cfg.max_position_embeddings,
         tie_word_embeddings=False,  # see UNTIED above
-        # ZeRO-3 zero.Init crashes in transformers' init when pad_token_id is set (DESIGN.md gotcha).
+        # ZeRO-3 zero.Init crashes in transformers' init when pad_token_id is set (a known transformers gotcha).
         pad_token_id=None,
     )
     config = Qwen2AudioConfig(

@@ -12,15 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from lalm.config.data_checks import validate_data
 from lalm.config.model import PretrainedModelConfig, TinyModelConfig
-from lalm.config.train import (
-    STAGE_NAMES,
-    TrainConfig,
-    accumulation_steps,
-    manifest_path,
-    validate,
-    validate_data,
-)
+from lalm.config.train import STAGE_NAMES, TrainConfig, accumulation_steps, manifest_path
+from lalm.config.validation import validate
 from lalm.data.dataset import ManifestDataset
 from lalm.data.manifest import read_manifest_records
 from lalm.models.builders import build_model

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lalm.config.checks import unknown_fields
+from lalm.config.data_checks import example_bounds, validate_data
 from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
 from lalm.config.train import (
     DataConfig,
@@ -24,11 +25,9 @@ from lalm.config.train import (
     TrainConfig,
     TrainerConfig,
     accumulation_steps,
-    example_bounds,
     manifest_path,
-    validate,
-    validate_data,
 )
+from lalm.config.validation import validate
 from lalm.data.collators import CollatorConfig, ConversationCollator, PreferenceCollator
 from lalm.data.dataset import ManifestDataset
 from lalm.data.manifest import load_manifest
@@ -221,7 +220,7 @@ def test_manifest_path_defaults_to_the_stage_folder_and_honours_overrides(corpus
     assert manifest_path(explicit, "dev_manifest") == str(corpus_dir / "sft" / "dev.jsonl")
 
 
-# ---------------------------------------------------------------- known bugs (src/lalm/config/train.py)
+# ---------------------------------------------------------------- known bugs (src/lalm/config/validation.py)
 
 
 def test_zero_micro_batch_is_reported_not_crashed(corpus_dir):

@@ -9,7 +9,7 @@ from lalm.data.chat import audio_token_count, mel_frame_count, render_chatml, su
 
 @pytest.mark.parametrize(("seconds", "tokens"), [(30.0, 750), (1.0, 25), (0.04, 1), (2.5, 62), (6.0, 150)])
 def test_audio_token_count_matches_the_report(seconds, tokens):
-    # 25 tokens per second; 750 for the 30 s window (DESIGN.md). 2.5 s: 250 frames -> conv 125 -> pool 62.
+    # 25 tokens per second; 750 for the 30 s window (the Qwen2-Audio report). 2.5 s: 250 frames -> conv 125 -> pool 62.
     assert audio_token_count(mel_frame_count(int(seconds * 16000))) == tokens
 
 

@@ -1,0 +1,170 @@
+"""validate_data(): a TrainConfig against its manifests, before any model is built.
+
+fewest_tokens / example_bounds bound an example's length from below, whatever the tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lalm.config.checks import did_you_mean
+from lalm.config.model import TinyModelConfig
+from lalm.config.train import TrainConfig, manifest_path
+from lalm.config.validation import check
+from lalm.errors import ConfigError
+
+# Lower bounds on an example's length in tokens, whatever the tokenizer: every rendered message has
+# <|im_start|>, its role line and <|im_end|>; every clip <|audio_bos|> and <|audio_eos|> around its
+# <|AUDIO|> tokens; and a conversation without a system turn gets the default one (lalm.data.chat).
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_CLIP = 2
+HOP_LENGTH = 160  # mel hop at 16 kHz (Whisper's and the tiny model's feature extractor): 100 frames/s
+
+
+def _fewest_samples(ref: dict[str, Any], tolerance_s: float) -> int:
+    """The fewest 16-kHz samples a clip decodes to: it may fall short of its manifest duration by up
+    to tolerance_s (more is dropped as duration_mismatch). Without a duration, no bound (0)."""
+    from lalm.data.audio import SAMPLE_RATE  # imported here: lalm.data loads numpy and soundfile
+
+    duration = ref.get("duration")
+    return 0 if duration is None else max(0, math.floor((duration - tolerance_s) * SAMPLE_RATE))
+
+
+def _audio_tokens(samples: int) -> int:
+    # Imported here: lalm.data.chat loads torch and transformers, which composing a config must not wait for.
+    from lalm.data.chat import audio_token_count, mel_frame_count
+
+    return max(0, audio_token_count(mel_frame_count(samples, HOP_LENGTH))) if samples > 0 else 0
+
+
+def fewest_tokens(messages: list[dict[str, Any]], tolerance_s: float) -> tuple[int, int]:
+    """(a lower bound on the tokens of a rendered conversation, the fewest samples of its longest
+    clip), from normalised manifest messages. Never above the collator's count, so a config refused
+    on it cannot work (tests compare it with the real collator)."""
+    has_system = bool(messages) and messages[0]["role"] == "system"
+    tokens = (len(messages) + (0 if has_system else 1)) * TOKENS_PER_MESSAGE
+    longest = 0
+    for message in messages:
+        for item in message["content"]:
+            if item["type"] == "audio":
+                samples = _fewest_samples(item["audio"], tolerance_s)
+                tokens += TOKENS_PER_CLIP + _audio_tokens(samples)
+                longest = max(longest, samples)
+    return tokens, longest
+
+
+def example_bounds(stage: str, records: Any, tolerance_s: float) -> Iterator[tuple[int, int]]:
+    """fewest_tokens of each record of a validated manifest (`datasets.Dataset`), rendered as the
+    stage's collator renders it (text left out: it only adds tokens; DPO: the prompt and one response)."""
+    column = {"pretrain": "audio", "sft": "messages", "dpo": "prompt"}[stage]
+    assistant: dict[str, Any] = {"role": "assistant", "content": []}
+    for batch in records.select_columns([column]).iter(batch_size=1024):
+        for value in batch[column]:
+            if stage == "pretrain":
+                messages = [{"role": "user", "content": [{"type": "audio", "audio": value}]}, assistant]
+            else:
+                messages = [*value, assistant] if stage == "dpo" else value
+            yield fewest_tokens(messages, tolerance_s)
+
+
+def _window_samples(cfg: TrainConfig) -> int | None:
+    """The encoder's window in samples (a longer clip drops its example), where the config tells
+    without loading a model: the tiny model's window_seconds, or a checkpoint's preprocessor_config."""
+    from lalm.data.audio import SAMPLE_RATE
+
+    if cfg.init_from is None and isinstance(cfg.model, TinyModelConfig):
+        return cfg.model.window_seconds * SAMPLE_RATE
+    folder = cfg.init_from or getattr(cfg.model, "path", None) or getattr(cfg.model, "whisper_dir", None)
+    try:
+        extractor = json.loads((Path(str(folder)) / "preprocessor_config.json").read_text())
+        return int(extractor["n_samples"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _length_errors(cfg: TrainConfig, records: Any, name: str) -> list[str]:
+    """A manifest none of whose examples fits data.max_length and the encoder's window: every one
+    would be dropped by the collator."""
+    limit, window = cfg.data.max_length, _window_samples(cfg)
+    fewest_tokens_seen, fits_window, fits_length = None, False, False
+    for tokens, longest in example_bounds(cfg.stage.name, records, cfg.data.duration_tolerance_s):
+        in_window = window is None or longest <= window
+        if in_window and tokens <= limit:
+            return []
+        fits_window |= in_window
+        fits_length |= tokens <= limit
+        fewest_tokens_seen = tokens if fewest_tokens_seen is None else min(fewest_tokens_seen, tokens)
+    path = manifest_path(cfg, name)
+    if not fits_length:
+        return [
+            f"data.max_length={limit} is shorter than every example of {path} (the shortest needs at "
+            f"least {fewest_tokens_seen} tokens): raise data.max_length"
+        ]
+    if not fits_window:
+        return [f"every example of {path} has a clip longer than the encoder's window ({window} samples)"]
+    return [
+        f"no example of {path} fits both data.max_length={limit} and the encoder's window ({window} "
+        "samples): the short enough ones have clips too long for the window"
+    ]
+
+
+def _task_weight_errors(weights: dict[str, float], tasks: list[str | None], where: str) -> list[str]:
+    """task_weights against the tasks a manifest has (lalm.stages.lm.task_groups would refuse later)."""
+    present = sorted({t for t in tasks if t is not None})
+    errors = [
+        f"stage.task_weights names {task!r}{did_you_mean(task, present)}, which {where} does not have; "
+        f"its tasks are {present}"
+        for task in sorted(set(weights) - set(present))
+    ]
+    if tasks and not errors and sum(weights.get(t, 1.0) if t is not None else 1.0 for t in tasks) <= 0:
+        errors.append(f"stage.task_weights {weights} leaves none of the tasks of {where} in")
+    return errors
+
+
+def _mixture_errors(cfg: TrainConfig, records: Any) -> list[str]:
+    """What the stage's sampling stream draws from must exist in the train manifest."""
+    stage = cfg.stage
+    path = manifest_path(cfg, "train_manifest")
+    weights = dict(getattr(stage, "task_weights", {}))
+    if stage.name == "pretrain":
+        return _task_weight_errors(weights, list(records["task"]), path) if weights else []
+    if stage.name != "sft":
+        return []
+    modes, tasks = list(records["mode"]), list(records["task"])
+    analysis = [task for mode, task in zip(modes, tasks, strict=True) if mode == "analysis"]
+    errors: list[str] = []
+    check(
+        stage.chat_weight == 0 or "chat" in modes,
+        f"stage.chat_weight={stage.chat_weight} but {path} has no chat-mode examples: set stage.chat_weight=0",
+        errors,
+    )
+    check(
+        stage.chat_weight == 1 or bool(analysis),
+        f"stage.chat_weight={stage.chat_weight} leaves {1 - stage.chat_weight:g} of each batch to analysis "
+        f"mode, but {path} has no analysis-mode examples: set stage.chat_weight=1",
+        errors,
+    )
+    if weights:  # the stream groups analysis mode by task whatever chat_weight is
+        errors += _task_weight_errors(weights, analysis, f"analysis mode of {path}")
+    return errors
+
+
+def validate_data(cfg: TrainConfig, train_records: Any, dev_records: Any) -> None:
+    """Config mistakes only the manifests reveal, all in one ConfigError, before any model is built:
+    a data.max_length (or encoder window) no example fits, stage.task_weights naming a task the train
+    manifest does not have, an SFT chat_weight asking for a mode with no examples.
+
+    The records are the validated manifests (`datasets.Dataset`, as load_manifest returns them).
+    Lengths are lower bounds (see fewest_tokens), so a config that can work is never refused.
+    """
+    errors = [
+        *_length_errors(cfg, train_records, "train_manifest"),
+        *_length_errors(cfg, dev_records, "dev_manifest"),
+        *_mixture_errors(cfg, train_records),
+    ]
+    if errors:
+        raise ConfigError("the config does not fit the data", errors)
