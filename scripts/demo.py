@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -131,6 +132,9 @@ def train_and_evaluate(runner: Runner, plan: dict, data: Path) -> dict[str, Path
     if not (out / "init" / "config.json").is_file():
         save_initial_model(data, out / "init")
     previous = out / "init"
+    # The demo measures whole stages: each run starts fresh (resume=auto would continue, or refuse
+    # a changed configuration, in the folders an earlier demo left behind).
+    shutil.rmtree(out / "runs", ignore_errors=True)
     for stage in ("pretrain", "sft", "dpo"):
         runner.run(
             stage,
