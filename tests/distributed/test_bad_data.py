@@ -22,7 +22,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from lalm.data.audio import write_audio
 from lalm.data.dataset import ManifestDataset
 from lalm.data.sampling import EpochStream, RankBatches
 from lalm.stages.lm import LanguageModelingStage
+from tests.torchrun import TRAIN, cpu_env, torchrun_command
 
 pytestmark = pytest.mark.distributed
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,16 +44,7 @@ WATCHDOG_S = 300  # a launch takes ~20-40 s on 2 cores; a collective mismatch ha
 
 def _torchrun(*overrides: str) -> None:
     """scripts/train.py on 2 gloo ranks; the whole process group is killed if it outlives the watchdog."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc_per_node={WORLD}",
-        "--standalone",
-        str(ROOT / "scripts" / "train.py"),
-        *overrides,
-    ]
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    command, env = torchrun_command(WORLD, TRAIN, *overrides), cpu_env()
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
     )

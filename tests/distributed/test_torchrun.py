@@ -7,9 +7,7 @@ the same losses and the same trained model: loss normalisation and gradient aver
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
 from lalm.data.collators import CollatorConfig, ConversationCollator, model_inputs
 from lalm.data.dataset import ManifestDataset
+from tests.torchrun import TRAIN, cpu_env, torchrun_command
 
 pytestmark = pytest.mark.distributed
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,16 +27,7 @@ COMMON = ["trainer=smoke", "model.vocab_size=2000", "data.length_groups=2"]
 
 
 def _torchrun(nproc: int, *overrides: str) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc_per_node={nproc}",
-        "--standalone",
-        str(ROOT / "scripts" / "train.py"),
-        *overrides,
-    ]
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
+    command, env = torchrun_command(nproc, TRAIN, *overrides), cpu_env()
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from tests.torchrun import TRAIN, cpu_env, torchrun_command
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMON = ["trainer=smoke", "model.vocab_size=2000", "trainer.eval_every=0"]
@@ -56,9 +57,8 @@ def launch(
     env: dict[str, str] | None = None,
 ) -> Job:
     """Start `<launcher> --nproc_per_node=N scripts/train.py overrides...` in the background."""
-    command = [sys.executable, "-m", launcher, f"--nproc_per_node={nproc}", "--standalone"]
-    command += [str(ROOT / "scripts" / "train.py"), *COMMON, *overrides]
-    environment = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", **(env or {})}
+    command = torchrun_command(nproc, TRAIN, *COMMON, *overrides, launcher=launcher)
+    environment = cpu_env(**(env or {}))
     environment.pop("LALM_FAULTS", None)
     if faults:
         environment["LALM_FAULTS"] = faults
