@@ -29,11 +29,17 @@ def run(cfg: TrainConfig) -> None:
     # Imported once the command line has composed: a mistake there is reported without loading torch.
     from lalm.training.build import build_trainer
     from lalm.training.distributed import shutdown_distributed
+    from lalm.training.exits import TrainingExit
 
+    together = False
     try:
         build_trainer(cfg).fit()
+        together = True
+    except TrainingExit:
+        together = True  # raised on every rank at the same step boundary
+        raise
     finally:
-        shutdown_distributed()
+        shutdown_distributed(together)
 
 
 def main(argv: list[str]) -> None:

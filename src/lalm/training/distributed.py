@@ -36,11 +36,19 @@ def init_distributed(timeout_s: float | None = None) -> None:
     deepspeed.init_distributed(dist_backend="nccl" if has_gpu() else "gloo", **options)
 
 
-def shutdown_distributed() -> None:
+def shutdown_distributed(together: bool) -> None:
     """Leave the process group before the interpreter exits: a gloo group torn down by interpreter
-    shutdown can abort the process (std::terminate), turning a clean exit code into SIGABRT."""
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    shutdown can abort the process (std::terminate), turning a clean exit code into SIGABRT.
+
+    together: every rank ends here at the same point (a finished run, or an exit the ranks agreed
+    on), so a barrier first lets any collective still in flight (gloo runs a group's work in order)
+    complete on every rank before the group goes; after a one-rank error a barrier could only hang.
+    """
+    if not dist.is_initialized():
+        return
+    if together:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def rank() -> int:
