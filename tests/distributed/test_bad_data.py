@@ -57,6 +57,18 @@ def _torchrun(*overrides: str) -> None:
     assert process.returncode == 0, stdout[-2000:] + stderr[-6000:]
 
 
+def _train(out: Path, corpus: Path, train: str, dev: list[dict[str, Any]], *overrides: str) -> None:
+    """One stage on `train` (a manifest path) and the `dev` records, into `out`."""
+    _torchrun(
+        *overrides,
+        f"data.dir={corpus}",
+        f"data.train_manifest={train}",
+        f"data.dev_manifest={_write(out / 'dev.jsonl', dev)}",
+        f"output_dir={out}",
+        *COMMON,
+    )
+
+
 def _rank_samples(stream: Any) -> dict[int, list[list[int]]]:
     """{rank: its micro-batch of each step} exactly as the trainer draws them."""
     return {rank: list(RankBatches(stream, MICRO, 1, rank, WORLD, num_steps=STEPS)) for rank in range(WORLD)}
@@ -155,15 +167,7 @@ def pretrain(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     dev[0]["audio"] = {"path": str(files["text"]), "duration": None}
     dev[1]["audio"] = {"path": str(files["zero"]), "duration": None}
     train_manifest = _write(out / "train.jsonl", records)
-    _torchrun(
-        "stage=pretrain",
-        "stage.ctc_weight=0.5",
-        f"data.dir={corpus_dir}",
-        f"data.train_manifest={train_manifest}",
-        f"data.dev_manifest={_write(out / 'dev.jsonl', dev)}",
-        f"output_dir={out}",
-        *COMMON,
-    )
+    _train(out, corpus_dir, train_manifest, dev, "stage=pretrain", "stage.ctc_weight=0.5")
     return {"run": out / "pretrain", "expected": expected, "manifest": train_manifest}
 
 
@@ -240,16 +244,8 @@ def sft(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert all(_has_audio(records[i]) for i in samples[1][0])
     dev = _corpus(corpus_dir, "sft", "dev", 4)
     dev[0], dev[1] = _text_only(dev[0]), _text_only(dev[1])  # rank 0's dev batch text-only too
-    _torchrun(
-        "stage=sft",
-        "stage.chat_weight=0.5",
-        f"trainer.seed={seed}",
-        f"data.dir={corpus_dir}",
-        f"data.train_manifest={_write(out / 'train.jsonl', records)}",
-        f"data.dev_manifest={_write(out / 'dev.jsonl', dev)}",
-        f"output_dir={out}",
-        *COMMON,
-    )
+    train = _write(out / "train.jsonl", records)
+    _train(out, corpus_dir, train, dev, "stage=sft", "stage.chat_weight=0.5", f"trainer.seed={seed}")
     return out / "sft"
 
 
@@ -283,15 +279,8 @@ def dpo(corpus_dir: Path, pretrain: dict[str, Any], tmp_path_factory: pytest.Tem
     dev = _corpus(corpus_dir, "dpo", "dev", 4)
     plant(dev[0], files["zero"])  # rank 0's dev batch: all dropped
     plant(dev[1], files["text"])
-    _torchrun(
-        "stage=dpo",
-        f"init_from={pretrain['run'] / 'final'}",
-        f"data.dir={corpus_dir}",
-        f"data.train_manifest={_write(out / 'train.jsonl', records)}",
-        f"data.dev_manifest={_write(out / 'dev.jsonl', dev)}",
-        f"output_dir={out}",
-        *COMMON,
-    )
+    train = _write(out / "train.jsonl", records)
+    _train(out, corpus_dir, train, dev, "stage=dpo", f"init_from={pretrain['run'] / 'final'}")
     return out / "dpo"
 
 

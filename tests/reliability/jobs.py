@@ -12,9 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.torchrun import TRAIN, cpu_env, torchrun_command
+from tests.torchrun import ROOT, TRAIN, cpu_env, torchrun_command
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMON = ["trainer=smoke", "model.vocab_size=2000", "trainer.eval_every=0"]
 
 
