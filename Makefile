@@ -68,5 +68,6 @@ clean: ## remove caches and outputs (keeps .venv)
 test-gpu: install ## run the GPU tests (needs a CUDA machine)
 	$(PY) -m pytest tests/gpu -m gpu $(PYTEST_ARGS)
 
-bench: install ## encoder on the full 30-s window vs the batch's real audio length (Qwen2-Audio's encoder size)
+bench: install ## CPU benchmarks: encoder on the real audio length; lalm's DPO step vs TRL's (outputs/bench/dpo_cpu.json: ratio_vs_trl)
 	$(PY) scripts/bench_encoder.py
+	$(PY) scripts/bench_dpo.py --output outputs/bench/dpo_cpu.json

@@ -5,7 +5,7 @@
 On real batches of a corpus's pretraining manifest, with a model checkpoint folder (e.g. the demo's
 random init), times forward+backward per micro-batch for:
   - output layer on every position (transformers' forward, then the loss) vs only on supervised
-    positions (lalm.stages.base.supervised_logits);
+    positions (lalm.models.training.AudioLanguageModel);
   - batches in the stage's order vs grouped by length (data.length_groups, lalm.data.sampling).
 Every micro-batch of `--steps` global batches is timed (the same examples in both orders when --steps
 is a multiple of --length-groups); configurations are interleaved and repeated, since a shared
@@ -24,20 +24,22 @@ from typing import Any
 import torch
 
 from lalm.config.model import PretrainedModelConfig
+from lalm.data.collators import model_inputs
 from lalm.data.dataset import ManifestDataset
 from lalm.data.sampling import LengthGroupedStream, record_cost
-from lalm.losses.token import lm_loss_sum
+from lalm.losses.full_logits import lm_loss_sum
 from lalm.models.builders import build_model
-from lalm.stages.base import logits_of, masked_labels, supervised_logits, to_device
+from lalm.models.training import forward_batch
+from lalm.stages.base import masked_labels, to_device
 from lalm.stages.lm import LanguageModelingStage
 
 
 def _full_loss(model: Any, batch: dict[str, Any]) -> torch.Tensor:
-    return lm_loss_sum(logits_of(model, batch), masked_labels(batch))[0]
+    return lm_loss_sum(model(**model_inputs(batch), use_cache=False).logits, masked_labels(batch))[0]
 
 
 def _packed_loss(model: Any, batch: dict[str, Any]) -> torch.Tensor:
-    return -supervised_logits(model, batch, masked_labels(batch)).logps().sum()
+    return -forward_batch(model, batch, masked_labels(batch)).supervised.logps().sum()
 
 
 def _step_seconds(

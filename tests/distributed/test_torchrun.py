@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("pretrain", "sft", "dpo")
 SETUPS = {"single": (1, "zero2"), "zero2": (2, "zero2"), "zero3": (2, "zero3")}
 # Length-grouped batches are a function of the global batch only, so they too must not depend on ranks.
-COMMON = ["trainer=smoke", "model.vocab_size=2000", "data.length_groups=2"]
+COMMON = ["trainer=smoke", "model.vocab_size=2000", "data.length_groups=2", "data.packing=always"]
 
 
 def _torchrun(nproc: int, *overrides: str) -> None:
@@ -39,6 +39,8 @@ def chains(corpus_dir, tmp_path_factory):
         run = tmp_path_factory.mktemp(name)
         for stage, previous in zip(STAGES, (None, "pretrain", "sft"), strict=True):
             init = [f"init_from={run}/{previous}/final"] if previous else []
+            if stage == "dpo":  # the cached reference, computed by all ranks together (ZeRO-3: in lockstep)
+                init.append("stage.cache_reference=always")
             _torchrun(
                 nproc,
                 f"stage={stage}",
@@ -73,6 +75,19 @@ def test_two_ranks_match_one(chains, corpus_dir, zero, stage):
         torch.testing.assert_close(
             model(**model_inputs(batch)).logits, reference(**model_inputs(batch)).logits, rtol=1e-3, atol=1e-3
         )
+
+
+def test_the_reference_cache_is_written_once_per_run(chains):
+    tables = []
+    for run in chains.values():
+        saved = torch.load(run / "dpo" / "reference_logps.pt", weights_only=True)
+        tables.append({i: (c, r) for i, c, r in saved["tables"]["train"]})
+    assert len(tables[0]) > 10
+    for table in tables[1:]:  # 1 rank, 2 ranks ZeRO-2, 2 ranks ZeRO-3: the same values
+        assert table.keys() == tables[0].keys()
+        for key, (chosen, rejected) in table.items():
+            assert chosen == pytest.approx(tables[0][key][0], rel=1e-4)
+            assert rejected == pytest.approx(tables[0][key][1], rel=1e-4)
 
 
 def test_dpo_starts_at_log2_on_every_setup(chains):

@@ -47,7 +47,7 @@ def test_loss_falls_and_greedy_decoding_reproduces_a_transcript(corpus_dir, tmp_
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "pretrain" / "metrics.jsonl").open()]
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first / 20, (first, last)
-    model = trainer.engine.module.eval()
+    model = trainer.engine.module.hf.eval()
     dataset = ManifestDataset.from_manifest(str(manifest), "pretrain")
     predictions = generate_all(
         model,

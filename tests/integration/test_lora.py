@@ -65,7 +65,7 @@ def test_export_is_merged_and_matches_the_adapted_model(lora_runs, corpus_dir, s
     trimmed = ConversationCollator(processor)([dataset[0]])
     with torch.no_grad():
         loaded = model(**model_inputs(batch)).logits
-        adapted = trainer.engine.module.eval()(**model_inputs(trimmed)).logits  # adapters still separate
+        adapted = trainer.engine.module.hf.eval()(**model_inputs(trimmed)).logits  # adapters still separate
     torch.testing.assert_close(loaded, adapted, rtol=1e-5, atol=1e-5)
     start = Qwen2AudioForConditionalGeneration.from_pretrained(
         out / ("pretrain" if stage == "sft" else "sft") / "final"

@@ -12,7 +12,7 @@ import torch
 from transformers import Qwen2AudioForConditionalGeneration
 
 from lalm.data.collators import model_inputs
-from lalm.losses.token import lm_loss_sum
+from lalm.losses.full_logits import lm_loss_sum
 from lalm.models.encoder import enable_length_aware_encoder
 from tests.integration.runs import run_stage
 
@@ -39,8 +39,8 @@ def _delta(corpus_dir, out, start, micro):
     trainer, before = run_stage(
         corpus_dir, out, "sft", f"init_from={start}", f"trainer.micro_batch_size={micro}", *ONE_ADAM_STEP
     )
-    after = dict(trainer.engine.module.named_parameters())
-    return trainer, {name: after[name].detach() - before[name] for name in before}
+    after = dict(trainer.engine.module.hf.named_parameters())
+    return trainer, {name: after[name].detach() - before["hf." + name] for name in after}
 
 
 def _expected_delta(trainer, start):
@@ -56,7 +56,7 @@ def _expected_delta(trainer, start):
 def test_accumulation_invariance_and_exact_normalisation(corpus_dir, tmp_path, start):
     trainer, one_batch = _delta(corpus_dir, tmp_path / "a", start, micro=4)
     _, four_micro = _delta(corpus_dir, tmp_path / "b", start, micro=1)
-    trainable = {n for n, p in trainer.engine.module.named_parameters() if p.requires_grad}
+    trainable = {n for n, p in trainer.engine.module.hf.named_parameters() if p.requires_grad}
     expected = {n: d for n, d in _expected_delta(trainer, start).items() if n in trainable}
     assert len(expected) > 50
     # atol: deltas are read back as (w + delta) - w in float32, 2 ulp of a weight near 1.0.

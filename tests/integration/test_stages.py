@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def test_stage_trains_what_it_should(chain, stage):
         assert changed == param.requires_grad, (
             f"{stage}: {name} changed={changed} trainable={param.requires_grad}"
         )
-    trainable = {n.split(".")[1] for n, p in trainer.engine.module.named_parameters() if p.requires_grad}
+    trainable = {n.split(".")[2] for n, p in trainer.engine.module.named_parameters() if p.requires_grad}
     # pretrain and sft train encoder, projector and LLM; the DPO config freezes the encoder.
     assert ("audio_tower" in trainable) == (stage != "dpo")
     assert {"multi_modal_projector", "language_model"} <= trainable
@@ -67,7 +68,7 @@ def test_dpo_starts_at_log2_and_reference_stays_frozen(chain):
         "logps/rejected",
     } <= set(first)
     sft = dict(Qwen2AudioForConditionalGeneration.from_pretrained(out / "sft" / "final").named_parameters())
-    reference = trainer.stage.reference.module
+    reference = trainer.stage.reference.module.hf
     for name, param in reference.named_parameters():
         assert not param.requires_grad
         assert torch.equal(param.detach(), sft[name].detach()), name
@@ -84,7 +85,7 @@ def test_final_loads_with_transformers_and_matches(chain, corpus_dir, stage):
     examples = [dataset[0], dataset[1]]
     full = ConversationCollator(processor, CollatorConfig(trim_audio=False))(examples)  # stock encoder
     trimmed = ConversationCollator(processor)(examples)  # lalm's encoder on the real audio length
-    trained = trainer.engine.module.eval()
+    trained = trainer.engine.module.hf.eval()
     with torch.no_grad():
         expected = trained(**model_inputs(trimmed)).logits
         loaded = model(**model_inputs(full)).logits
@@ -120,8 +121,36 @@ def test_pretrain_with_auxiliary_ctc(corpus_dir, tmp_path):
     records = _metrics(tmp_path / "pretrain" / "metrics.jsonl")
     assert all(r["ctc"] > 0 and math.isfinite(r["ctc"]) for r in records)
     assert all(r["loss"] == pytest.approx(r["lm_loss"] + 0.5 * r["ctc"], rel=1e-5) for r in records)
-    head = "lalm_ctc_head.weight"
+    head = "ctc_head.weight"
     assert not torch.equal(before[head], dict(trainer.engine.module.named_parameters())[head])
     with safe_open(str(tmp_path / "pretrain" / "final" / "model.safetensors"), "pt") as weights:
         assert not any("ctc" in key for key in weights.keys())  # noqa: SIM118
     Qwen2AudioForConditionalGeneration.from_pretrained(tmp_path / "pretrain" / "final")
+
+
+def test_dpo_with_the_cached_reference_trains_like_the_live_one(chain, corpus_dir, tmp_path):
+    """stage.cache_reference=always: one pass writes reference_logps.pt, the reference is released,
+    and the losses equal the live reference's; a rerun reads the file; a stale file is refused."""
+    out, _ = chain
+    init = f"init_from={out}/sft/final"
+    live, _ = run_stage(corpus_dir, tmp_path / "live", "dpo", init, "stage.cache_reference=never")
+    cached, _ = run_stage(corpus_dir, tmp_path / "cached", "dpo", init, "stage.cache_reference=always")
+    assert live.stage.reference is not None and cached.stage.reference is None
+    assert (tmp_path / "cached" / "dpo" / "reference_logps.pt").is_file()
+    assert not (tmp_path / "live" / "dpo" / "reference_logps.pt").exists()
+    records = {name: _metrics(tmp_path / name / "dpo" / "metrics.jsonl") for name in ("live", "cached")}
+    for live_record, cached_record in zip(records["live"], records["cached"], strict=True):
+        for key in ("loss", "rewards/margins", "eval/loss"):
+            if key in live_record:
+                assert cached_record[key] == pytest.approx(live_record[key], rel=1e-5, abs=1e-6), key
+    # A stale cache (here: computed for another max_length) is refused before training, naming why.
+    from lalm.training.exits import EXIT_CONFIG, TrainingExit
+
+    stale = tmp_path / "stale" / "dpo"
+    stale.mkdir(parents=True)
+    shutil.copy(tmp_path / "cached" / "dpo" / "reference_logps.pt", stale)
+    with pytest.raises(TrainingExit) as err:
+        run_stage(
+            corpus_dir, tmp_path / "stale", "dpo", init, "stage.cache_reference=auto", "data.max_length=1000"
+        )
+    assert err.value.code == EXIT_CONFIG and "max_length: 1024 -> 1000" in err.value.message

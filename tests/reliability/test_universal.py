@@ -1,10 +1,10 @@
 """A checkpoint saved on 2 ranks resumes on 1 through DeepSpeed's universal checkpoint (ZeRO-2, ZeRO-3).
 
-The project's tiny model and engine (initialize_engine: AdamW over two param groups, LambdaLR) train
+The project's tiny model and engine (initialize_engine: AdamW over four param groups, LambdaLR) train
 4 steps of fixed global batches on 2 gloo ranks, saving after step 2; the checkpoint is converted by
 lalm.training.universal.to_universal, loaded on 1 rank (gradient accumulation 2 instead of 2 ranks)
 and steps 3-4 are trained again. The losses must equal the uninterrupted run's, and the optimizer
-must come back as it was (Adam step counter, per-group weight decay).
+must come back as it was (Adam step counter, per-group weight decay and learning rate).
 
 This file is also the worker: torchrun runs it as a script (`_worker` below).
 """
@@ -30,6 +30,9 @@ TAG = f"step-{SAVE_AT:07d}"
 # count changes the resumed losses, and the LR changes every step (a schedule restored at the wrong
 # step shows too).
 OPTIM = {"lr": 1e-3, "weight_decay": 0.1, "warmup_steps": 2, "schedule": "cosine", "min_lr_ratio": 0.1}
+# The encoder at half the rate: groups [LLM + projector decay, no decay, encoder decay, no decay], so a
+# group given group 0's learning rate on the way back (DeepSpeed's ZeRO-3 fault) changes the losses.
+ENCODER_LR_SCALE = 0.5
 
 
 def _torchrun(nproc: int, *args: str) -> None:
@@ -84,7 +87,10 @@ def test_resume_on_one_rank_matches_two(runs, zero):
     assert resumed["loaded"] == {"global_steps": SAVE_AT, "client": {"step": SAVE_AT}}
     # Each param group keeps its own Adam step and hyperparameters (ZeRO-3 repair in load_universal).
     assert resumed["adam_steps"] == [float(STEPS)] * len(resumed["adam_steps"])
-    assert resumed["weight_decay"] == [OPTIM["weight_decay"], 0.0]
+    assert resumed["weight_decay"] == [OPTIM["weight_decay"], 0.0] * 2
+    assert resumed["group_lr"] == pytest.approx(uninterrupted["group_lr"], rel=1e-12)
+    llm_rate = resumed["group_lr"][0]
+    assert resumed["group_lr"] == pytest.approx([llm_rate] * 2 + [ENCODER_LR_SCALE * llm_rate] * 2, rel=1e-12)
 
 
 def test_conversion_is_idempotent_and_leaves_only_universal(runs):
@@ -116,7 +122,7 @@ def _worker(mode: str, out: Path, corpus: Path) -> None:
     import torch.nn.functional as F
 
     from lalm.config.model import TinyModelConfig
-    from lalm.config.train import DeepSpeedConfig, OptimConfig, TrainerConfig
+    from lalm.config.train import DeepSpeedConfig, LrScaleConfig, OptimConfig, TrainerConfig
     from lalm.data.collators import IGNORE_INDEX, ConversationCollator, model_inputs
     from lalm.data.dataset import ManifestDataset
     from lalm.models.builders import build_tiny
@@ -143,9 +149,10 @@ def _worker(mode: str, out: Path, corpus: Path) -> None:
 
         if mode == "resume":
             lalm_engine.deepspeed_config = with_universal
+        optim = OptimConfig(**OPTIM, lr_scale=LrScaleConfig(encoder=ENCODER_LR_SCALE))
         try:
             engine = lalm_engine.initialize_engine(
-                model, DeepSpeedConfig(zero_stage=zero), trainer, OptimConfig(**OPTIM), accumulation
+                model, DeepSpeedConfig(zero_stage=zero), trainer, optim, accumulation
             )
         finally:
             lalm_engine.deepspeed_config = original
@@ -191,6 +198,7 @@ def _worker(mode: str, out: Path, corpus: Path) -> None:
         optimizer = engine.optimizer.optimizer
         result["adam_steps"] = [float(state["step"]) for state in optimizer.state.values() if "step" in state]
         result["weight_decay"] = [group["weight_decay"] for group in optimizer.param_groups]
+        result["group_lr"] = [group["lr"] for group in optimizer.param_groups]
         result["log"] = log
         if is_main():
             (out / f"zero{zero}" / f"{mode}.json").write_text(json.dumps(result, indent=1))

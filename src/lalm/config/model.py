@@ -34,6 +34,12 @@ class TinyModelConfig:
     # Manifests (any stage) or .txt files whose text trains the byte-level BPE.
     tokenizer_corpus: list[str] = field(default_factory=list)
     seed: int = 0
+    # > 0: embedding and output rows (the tokenizer uses its own vocab_size of them), so a benchmark
+    # shape pays for a real vocabulary's LM head (Qwen2: 151,936 rows; Qwen2-Audio-7B: 156,032).
+    embedding_rows: int = 0
+    # Where the random weights are made: "cpu", or "cuda" for benchmark shapes (a 7B model initialised
+    # on the host takes minutes and 34 GB; on the GPU, seconds).
+    init_device: str = "cpu"
 
 
 @dataclass

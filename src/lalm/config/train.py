@@ -9,6 +9,9 @@ from typing import Any
 from omegaconf import MISSING
 
 STAGE_NAMES = ("pretrain", "sft", "dpo")
+# The keys of lalm.losses.preference.PREFERENCE_LOSSES (a test keeps them equal; the config does not
+# import torch).
+DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust")
 
 
 @dataclass
@@ -65,9 +68,15 @@ class SftStageConfig(StageConfig):
 
 @dataclass
 class DpoStageConfig(StageConfig):
-    """DPO against a frozen reference (the init_from model). loss: sigmoid | ipo | hinge.
+    """DPO against a frozen reference (the init_from model). loss: sigmoid | ipo | hinge | robust.
 
+    label_smoothing ε: with sigmoid, conservative DPO (cDPO), ε in [0, 0.5); robust (rDPO) needs ε in
+    (0, 0.5), the share of preference labels assumed flipped; ipo and hinge do not use it.
     rpo_alpha > 0 adds that weight times the chosen response's per-token NLL (RPO, TRL's rpo_alpha).
+    cache_reference: always computes the reference's log-probs once, at the start, into
+    <run>/reference_logps.pt (lalm.training.reference_cache), and releases the reference model; never
+    runs the reference forward in every step; auto caches when the run sees at least one epoch
+    (max_steps x global_batch_size >= train pairs), where the one pass costs no more than live.
     """
 
     name: str = "dpo"
@@ -75,6 +84,7 @@ class DpoStageConfig(StageConfig):
     loss: str = "sigmoid"
     label_smoothing: float = 0.0
     rpo_alpha: float = 0.0
+    cache_reference: str = "auto"  # auto | always | never
 
 
 @dataclass
@@ -85,7 +95,15 @@ class DataConfig:
     train_manifest: str | None = None
     dev_manifest: str | None = None
     max_length: int = 1024
-    num_workers: int = 0
+    # Rows of a micro-batch end to end without padding (lalm.data.packing): same loss and gradients,
+    # no compute on pads. auto: only where the LLM runs flash-attention (varlen kernels); with sdpa or
+    # eager a packed row attends through a block-diagonal (T, T) mask, which measured slower than
+    # padding on CPU (PERF.md). always | never force it.
+    packing: str = "auto"
+    # DataLoader worker processes per rank (collation off the training loop); -1: one per core of the
+    # rank's share beyond its own, at most 4 (0 on a 2-core machine running 2 ranks, where workers
+    # would take cores from the compute: measured 33% slower there, PERF.md).
+    num_workers: int = -1
     prompt_seed: int = 0
     # > 0: sort this many global batches at a time by length, so a batch pads less (seekable, see
     # lalm.data.sampling.LengthGroupedStream); 0 keeps the stage's own order.
@@ -99,10 +117,28 @@ class DataConfig:
 
 
 @dataclass
+class LrScaleConfig:
+    """Each part's learning rate as a multiple of optim.lr. encoder: the audio tower and the CTC head;
+    projector; llm: the language model with its LM head, and LoRA's adapters (lalm.training.params).
+
+    The schedule multiplies every part's rate alike, and AdamW's decoupled weight decay, lr x
+    weight_decay, scales with it. To freeze a part use stage.train_<part>=false, not a scale of 0.
+    """
+
+    encoder: float = 1.0
+    projector: float = 1.0
+    llm: float = 1.0
+
+
+@dataclass
 class OptimConfig:
-    """AdamW and its schedule (linear warmup, then cosine to min_lr_ratio * lr, or constant)."""
+    """AdamW and its schedule (linear warmup, then cosine to min_lr_ratio * lr, or constant).
+
+    lr_scale: per-part multiples of lr, e.g. optim.lr_scale.encoder=0.1 for a pretrained encoder.
+    """
 
     lr: float = 1e-4
+    lr_scale: LrScaleConfig = field(default_factory=LrScaleConfig)
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     eps: float = 1e-8
@@ -121,6 +157,11 @@ class DeepSpeedConfig:
     overlap_comm: bool = False
     contiguous_gradients: bool = True
     reduce_bucket_size: int = 50_000_000
+    # ZeRO-3: load checkpoints (model.builder=pretrained, init_from, the DPO reference) inside
+    # deepspeed.zero.Init, straight into each rank's shard. Off by default: transformers 5 already maps
+    # checkpoints without copying them (measured: +21 MiB of host memory per rank for a 212 MiB
+    # checkpoint), and zero.Init costs more host memory on CPU; it avoids a whole copy per GPU at start.
+    zero_init: bool = False
 
 
 @dataclass
@@ -128,6 +169,9 @@ class WandbConfig:
     mode: str = "offline"  # offline | online | disabled
     project: str = "lalm"
     name: str | None = None
+
+
+ACTIVATION_CHECKPOINTING = ("none", "full", "llm", "encoder")  # trainer.activation_checkpointing
 
 
 @dataclass
@@ -143,6 +187,9 @@ class TrainerConfig:
     save_every: int = 0  # 0: only the final export (and a checkpoint on preemption)
     keep_last: int = 2  # complete checkpoints kept; older ones are deleted once a newer one is complete
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
+    # Recompute each transformer layer's activations in backward instead of keeping them: none | full
+    # (encoder and LLM layers) | llm | encoder. Same result, less memory, ~30% more compute.
+    activation_checkpointing: str = "none"
     seed: int = 0
     progress_bar: bool = True
     wandb: WandbConfig = field(default_factory=WandbConfig)

@@ -13,14 +13,18 @@ from typing import Any
 from lalm.config.checks import did_you_mean, unknown_fields
 from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
 from lalm.config.train import (
+    ACTIVATION_CHECKPOINTING,
+    DPO_LOSSES,
     STAGE_NAMES,
     DataConfig,
     DeepSpeedConfig,
     DpoStageConfig,
     LoraConfig,
+    LrScaleConfig,
     OptimConfig,
     PretrainStageConfig,
     SftStageConfig,
+    StageConfig,
     TrainConfig,
     accumulation_steps,
     manifest_path,
@@ -61,14 +65,24 @@ def _dpo_errors(cfg: TrainConfig) -> list[str]:
         "stage=dpo needs init_from=<sft output>/sft/final (policy and reference)",
         errors,
     )
+    check(stage.loss in DPO_LOSSES, f"stage.loss={stage.loss!r}: use {'|'.join(DPO_LOSSES)}", errors)
+    check(_finite(stage.beta) and stage.beta > 0, f"stage.beta must be > 0, got {stage.beta}", errors)
+    if stage.loss == "robust":
+        # ε = 0 makes robust DPO plain DPO: almost surely the default left in place, not a choice.
+        check(
+            0 < stage.label_smoothing < 0.5,
+            "stage.loss=robust needs stage.label_smoothing in (0, 0.5), the share of preference labels "
+            f"assumed flipped (e.g. 0.1), got {stage.label_smoothing}; with 0 it is stage.loss=sigmoid",
+            errors,
+        )
+    else:
+        check(0 <= stage.label_smoothing < 0.5, "stage.label_smoothing must be in [0, 0.5)", errors)
+    check(stage.rpo_alpha >= 0, f"stage.rpo_alpha must be >= 0, got {stage.rpo_alpha}", errors)
     check(
-        stage.loss in ("sigmoid", "ipo", "hinge"),
-        f"stage.loss={stage.loss!r}: use sigmoid|ipo|hinge",
+        stage.cache_reference in ("auto", "always", "never"),
+        f"stage.cache_reference={stage.cache_reference!r}: use auto|always|never",
         errors,
     )
-    check(_finite(stage.beta) and stage.beta > 0, f"stage.beta must be > 0, got {stage.beta}", errors)
-    check(0 <= stage.label_smoothing < 0.5, "stage.label_smoothing must be in [0, 0.5)", errors)
-    check(stage.rpo_alpha >= 0, f"stage.rpo_alpha must be >= 0, got {stage.rpo_alpha}", errors)
     return errors
 
 
@@ -119,11 +133,6 @@ def _trainable_errors(cfg: TrainConfig) -> list[str]:
         "set stage.train_encoder=false stage.train_projector=false",
         errors,
     )
-    check(
-        not (stage.lora.enabled and cfg.deepspeed.zero_stage == 3),
-        "LoRA export under ZeRO-3 is not supported yet: use deepspeed=zero2",
-        errors,
-    )
     return errors + _lora_errors(stage.lora)
 
 
@@ -151,7 +160,7 @@ def _data_errors(data: DataConfig) -> list[str]:
         [
             ("data.length_groups", data.length_groups, data.length_groups >= 0, ">= 0"),
             ("data.max_length", data.max_length, data.max_length > 0, "> 0"),
-            ("data.num_workers", data.num_workers, data.num_workers >= 0, ">= 0"),
+            ("data.num_workers", data.num_workers, data.num_workers >= -1, ">= 0, or -1 for automatic"),
             (
                 "data.max_bad_fraction",
                 data.max_bad_fraction,
@@ -168,7 +177,33 @@ def _data_errors(data: DataConfig) -> list[str]:
     )
 
 
-def _optim_errors(optim: OptimConfig, max_steps: int) -> list[str]:
+def _lr_scale_errors(lr_scale: LrScaleConfig, stage: StageConfig) -> list[str]:
+    """Scales must be finite and >= 0, and 0 only for a part the stage does not train: AdamW at lr 0
+    leaves a trainable part unchanged, yet it still costs gradients and optimizer state."""
+    trained = {
+        "encoder": stage.train_encoder,
+        "projector": stage.train_projector,
+        "llm": stage.train_llm or stage.lora.enabled,  # LoRA's adapters belong to the LLM
+    }
+    errors: list[str] = []
+    for part, is_trained in trained.items():
+        scale = getattr(lr_scale, part)
+        if not (_finite(scale) and scale >= 0):
+            errors.append(f"optim.lr_scale.{part} must be a finite number >= 0, got {scale}")
+        elif scale == 0 and is_trained:
+            freeze = (
+                "stage.train_llm=false stage.lora.enabled=false"
+                if part == "llm"
+                else f"stage.train_{part}=false"
+            )
+            errors.append(
+                f"optim.lr_scale.{part}=0 trains the {part} at learning rate 0: to freeze it set {freeze}, "
+                "or give it a scale > 0"
+            )
+    return errors
+
+
+def _optim_errors(optim: OptimConfig, stage: StageConfig, max_steps: int) -> list[str]:
     betas = list(optim.betas)
     errors = _out_of_bounds(
         [
@@ -208,7 +243,7 @@ def _optim_errors(optim: OptimConfig, max_steps: int) -> list[str]:
         "the learning rate would never reach optim.lr",
         errors,
     )
-    return errors
+    return errors + _lr_scale_errors(optim.lr_scale, stage)
 
 
 def _trainer_errors(cfg: TrainConfig, world_size: int) -> list[str]:
@@ -220,6 +255,16 @@ def _trainer_errors(cfg: TrainConfig, world_size: int) -> list[str]:
         errors,
     )
     check(trainer.precision in ("auto", "fp32", "bf16"), "trainer.precision: auto|fp32|bf16", errors)
+    check(
+        cfg.data.packing in ("auto", "always", "never"),
+        f"data.packing={cfg.data.packing!r}: use auto|always|never",
+        errors,
+    )
+    check(
+        trainer.activation_checkpointing in ACTIVATION_CHECKPOINTING,
+        f"trainer.activation_checkpointing: {'|'.join(ACTIVATION_CHECKPOINTING)}",
+        errors,
+    )
     check(
         trainer.wandb.mode in ("offline", "online", "disabled"),
         "trainer.wandb.mode: offline|online|disabled",
@@ -304,8 +349,16 @@ def _model_errors(cfg: TrainConfig) -> list[str]:
 
 def _tiny_model_errors(model: TinyModelConfig) -> list[str]:
     # Every integer of the tiny model is a size or a count, except the seed.
-    sizes = [f.name for f in fields(model) if f.type in (int, "int") and f.name != "seed"]
+    sizes = [
+        f.name for f in fields(model) if f.type in (int, "int") and f.name not in ("seed", "embedding_rows")
+    ]
     errors = [f"model.{n} must be > 0, got {getattr(model, n)}" for n in sizes if getattr(model, n) <= 0]
+    check(model.embedding_rows >= 0, f"model.embedding_rows must be >= 0, got {model.embedding_rows}", errors)
+    check(
+        model.init_device in ("cpu", "cuda"),
+        f"model.init_device={model.init_device!r}: cpu|cuda (cuda only where there is a GPU)",
+        errors,
+    )
     if errors:
         return errors
     for whole, part in (
@@ -359,7 +412,7 @@ def validate(cfg: TrainConfig, world_size: int) -> None:
         *_stage_errors(cfg),
         *_model_errors(cfg),
         *_data_errors(cfg.data),
-        *_optim_errors(cfg.optim, cfg.trainer.max_steps),
+        *_optim_errors(cfg.optim, cfg.stage, cfg.trainer.max_steps),
         *_deepspeed_errors(cfg.deepspeed),
         *_trainer_errors(cfg, world_size),
         *_run_errors(cfg),

@@ -18,12 +18,17 @@ Output (R rows, L tokens, C clips, S audio spans; S == C except for DPO):
     ids: the E kept examples' ids in row order, a placeholder's (PLACEHOLDER_ID) included; real_ids(batch)
         leaves it out
     dropped: [{"id", "source", "reason", "file", "detail"}] for examples left out (see below)
+    reference_logps (2P,) float32 [DPO, only if the examples carry "reference_logps" (chosen, rejected):
+        the reference log-probs cached by lalm.training.reference_cache], in row order; 0 for a placeholder
     example_weights (E,) float: each kept example's "weight" (default 1.0; 0 marks evaluation padding
         and placeholders)
     placeholders: int, 0 or 1: weight-0 placeholder examples, the last of the E (see below)
     tasks (conversation collators): the E examples' "task" (pretraining) or None, in row order
     placeholder_tokens: int, the attention-mask tokens of their rows (attention_mask.sum() minus this
         is the real examples' tokens; real_token_count(batch))
+
+With CollatorConfig(pack=True) the rows are then laid end to end without padding (lalm.data.packing:
+input_ids (1, T) plus position_ids, sequence_index and num_rows).
 
 An example is never cut: one longer than max_length, or with a clip longer than the encoder's window,
 is dropped and reported in `dropped` (cutting inside an audio span is what breaks other tools with
@@ -61,10 +66,10 @@ from lalm.data.chat import (
     render_chatml,
     supervised_mask,
 )
+from lalm.data.packing import IGNORE_INDEX, pack_batch
 from lalm.models.encoder import trim_features, trimmed_length
 from lalm.models.tokenizer import ENDOFTEXT
 
-IGNORE_INDEX = -100
 Example = dict[str, Any]
 Dropped = dict[str, str | None]
 
@@ -83,6 +88,7 @@ class CollatorConfig:
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
     pad_to_multiple_of: int = 1
     trim_audio: bool = True
+    pack: bool = False  # rows end to end in one padding-free sequence (lalm.data.packing)
 
 
 @dataclass
@@ -272,7 +278,7 @@ class ConversationCollator(_BaseCollator):
         batch.update(ids=ids, dropped=dropped, example_weights=torch.tensor(weights, dtype=torch.float32))
         batch.update(tasks=tasks, placeholders=placeholders)
         batch["placeholder_tokens"] = _placeholder_tokens(batch)
-        return batch
+        return pack_batch(batch) if self.config.pack and not self.generation else batch
 
 
 class PreferenceCollator(_BaseCollator):
@@ -285,6 +291,7 @@ class PreferenceCollator(_BaseCollator):
         clip_index: list[list[int]] = []
         ids: list[str] = []
         weights: list[float] = []
+        references: list[tuple[float, float] | None] = []
         dropped: list[Dropped] = []
         for example in examples:
             audio = self._audio_of(example, example.get("prompt", []), dropped)
@@ -302,6 +309,7 @@ class PreferenceCollator(_BaseCollator):
             clips.extend(audio[0])
             ids.append(str(example["id"]))
             weights.append(_weight(example))
+            references.append(example.get("reference_logps"))
         placeholders = 0
         if not clips:  # a placeholder pair (see the module docstring): both rows the silent prompt
             row, clip = self._placeholder()
@@ -311,6 +319,7 @@ class PreferenceCollator(_BaseCollator):
             clips.append(clip)
             ids.append(PLACEHOLDER_ID)
             weights.append(0.0)
+            references.append((0.0, 0.0))
             placeholders = 1
         batch: dict[str, Any] = self._pad(chosen + rejected)
         batch.update(self._features(clips))
@@ -319,7 +328,19 @@ class PreferenceCollator(_BaseCollator):
         batch.update(num_pairs=len(chosen), ids=ids, dropped=dropped, placeholders=placeholders)
         batch["example_weights"] = torch.tensor(weights, dtype=torch.float32)
         batch["placeholder_tokens"] = _placeholder_tokens(batch)
-        return batch
+        if any(ref is not None for ref in references[: len(references) - placeholders]):
+            batch["reference_logps"] = _reference_rows(references, ids)
+        return pack_batch(batch) if self.config.pack else batch
+
+
+def _reference_rows(references: list[tuple[float, float] | None], ids: list[str]) -> torch.Tensor:
+    """Cached reference log-probs in row order: (2P,) float32, [chosen_0..chosen_P-1, rejected_0...]."""
+    missing = [i for i, ref in zip(ids, references, strict=True) if ref is None]
+    if missing:
+        raise ValueError(f"examples {missing} carry no reference_logps while others of the batch do")
+    chosen = [ref[0] for ref in references if ref is not None]
+    rejected = [ref[1] for ref in references if ref is not None]
+    return torch.tensor(chosen + rejected, dtype=torch.float32)
 
 
 class GenerationCollator(ConversationCollator):

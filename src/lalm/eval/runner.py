@@ -30,7 +30,8 @@ from lalm.eval.judge import judge_chat
 from lalm.eval.metrics import preference_summary
 from lalm.eval.scoring import score_generations
 from lalm.models.builders import build_pretrained
-from lalm.stages.base import sequence_logps_of, to_device
+from lalm.models.training import sequence_logps_of
+from lalm.stages.base import to_device
 from lalm.training.distributed import device, from_main, is_main, rank, world_size
 
 

@@ -1,7 +1,7 @@
 """Preference losses of the DPO family, one function per variant, and the metrics TRL logs for them.
 
 Every function takes the per-example summed sequence log-probabilities of the chosen and rejected
-responses under the policy and under the frozen reference, each (B,) (see lalm.losses.token.sequence_logps),
+responses under the policy and under the frozen reference, each (B,) (see lalm.models.training.Supervised.sequence_logps),
 and returns per-example values (B,): the trainer sums, normalises and averages across ranks.
 
 All of them are functions of the same margin of log-ratios
@@ -99,6 +99,33 @@ def hinge_loss(
     return torch.relu(1 - beta * margin)
 
 
+def robust_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    reference_chosen: torch.Tensor,
+    reference_rejected: torch.Tensor,
+    beta: float,
+    label_smoothing: float,
+) -> torch.Tensor:
+    """Robust DPO: (-(1-ε) log σ(βh) + ε log σ(-βh)) / (1 - 2ε), four (B,) inputs -> (B,).
+
+    rDPO (Ray Chowdhury et al. 2024, "Provably Robust DPO"), TRL's "robust" loss. If each preference
+    label was flipped at random with probability ε (label_smoothing), this is an unbiased estimate of the
+    DPO loss on the true labels: averaged over the flip it is -log σ(βh). Unlike cDPO (dpo_sigmoid_loss
+    with ε > 0) it never stops pushing h up (its slope in βh tends to -ε/(1-2ε)) and is not bounded
+    below: a pair separated well enough has a negative loss. With h = 0 it is log 2 for every β and ε.
+    ε = 0 would be plain DPO and is refused: use dpo_sigmoid_loss for that.
+    """
+    _check_beta(beta)
+    if not 0.0 < label_smoothing < 0.5:
+        # 0: no noise to correct for (plain DPO); 0.5: labels carry no information and 1 - 2ε = 0.
+        raise ValueError(f"label_smoothing must lie in (0, 0.5) for the robust loss, got {label_smoothing}")
+    logits = beta * _margin(policy_chosen, policy_rejected, reference_chosen, reference_rejected)
+    as_labelled = -(1 - label_smoothing) * F.logsigmoid(logits)  # (1-ε) x the DPO loss of the pair
+    swapped = -label_smoothing * F.logsigmoid(-logits)  # ε x the DPO loss with chosen and rejected swapped
+    return (as_labelled - swapped) / (1 - 2 * label_smoothing)
+
+
 def chosen_nll(policy_chosen: torch.Tensor, chosen_tokens: torch.Tensor) -> torch.Tensor:
     """Per-token negative log-likelihood of each chosen response, (B,) summed log-probs and (B,) token
     counts -> (B,).
@@ -120,6 +147,7 @@ PREFERENCE_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "sigmoid": dpo_sigmoid_loss,
     "ipo": ipo_loss,
     "hinge": hinge_loss,
+    "robust": robust_loss,
 }
 
 
@@ -134,8 +162,8 @@ def preference_loss(
 ) -> torch.Tensor:
     """The loss named `name` (a key of PREFERENCE_LOSSES), four (B,) inputs -> (B,).
 
-    `options` go to that loss only (label_smoothing is the sigmoid loss's); an option the loss does not
-    take is a TypeError.
+    `options` go to that loss only (label_smoothing is the sigmoid and robust losses'); an option the loss
+    does not take is a TypeError.
     """
     if name not in PREFERENCE_LOSSES:
         raise ValueError(f"unknown preference loss {name!r}; known: {', '.join(sorted(PREFERENCE_LOSSES))}")

@@ -116,7 +116,7 @@ def build_tiny(cfg: TinyModelConfig) -> ModelAndProcessor:
         max_source_positions=feature_extractor.nb_max_frames // 2,
     )
     text_config = Qwen2Config(
-        vocab_size=len(tokenizer),
+        vocab_size=max(len(tokenizer), cfg.embedding_rows),
         hidden_size=cfg.llm_hidden_size,
         intermediate_size=cfg.llm_intermediate_size,
         num_hidden_layers=cfg.llm_layers,
@@ -133,7 +133,8 @@ def build_tiny(cfg: TinyModelConfig) -> ModelAndProcessor:
         audio_token_index=token_id(tokenizer, AUDIO),
     )
     torch.manual_seed(cfg.seed)
-    model = _finish(Qwen2AudioForConditionalGeneration(config), tokenizer)
+    with torch.device(cfg.init_device):
+        model = _finish(Qwen2AudioForConditionalGeneration(config), tokenizer)
     return model, build_processor(tokenizer, feature_extractor)
 
 

@@ -4,7 +4,8 @@ Why: a small model trained from scratch with the LM loss alone first learns to g
 from the text templates without listening; a CTC head on the encoder forces the encoder to align
 audio with text from the first steps. Measured here (see the README, "Auxiliary CTC"): held-out
 English WER after 6 minutes 51% with the LM loss alone, 12% with CTC weight 0.5. The head is dropped
-at export.
+at export (it is a module of lalm.models.training.AudioLanguageModel, not of the transformers
+model).
 """
 
 from __future__ import annotations
@@ -15,25 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lalm.data.collators import IGNORE_INDEX
-
-HEAD_NAME = "lalm_ctc_head"  # attribute on the transformers model; filtered out of final/
-
-
-def attach_ctc_head(model: Any, seed: int = 0) -> None:
-    """Add a Linear(encoder width -> vocabulary) head to a Qwen2AudioForConditionalGeneration."""
-    config = model.config
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    head = torch.nn.Linear(config.audio_config.d_model, config.text_config.vocab_size)
-    torch.random.set_rng_state(generator_state)
-    setattr(model, HEAD_NAME, head)
-
-
-def find_module(model: torch.nn.Module, suffix: str) -> torch.nn.Module:
-    for name, module in model.named_modules():
-        if name.endswith(suffix):
-            return module
-    raise ValueError(f"no module named *{suffix} in {type(model).__name__}")
+from lalm.data.packing import row_count, rows_of
 
 
 def ctc_targets(batch: dict[str, Any], skip_ids: set[int]) -> list[torch.Tensor | None]:
@@ -41,13 +24,14 @@ def ctc_targets(batch: dict[str, Any], skip_ids: set[int]) -> list[torch.Tensor 
     exactly one clip, else None. Assumes conversation rows (pretrain), one clip per row; `tasks` is
     per row (a placeholder's is None)."""
     targets: list[torch.Tensor | None] = []
-    tasks = batch.get("tasks") or [None] * batch["input_ids"].shape[0]
+    tasks = batch.get("tasks") or [None] * row_count(batch)
     skip = torch.tensor(sorted(skip_ids), device=batch["input_ids"].device)
-    for row, task in enumerate(tasks):
+    rows = zip(rows_of(batch, "input_ids"), rows_of(batch, "labels"), strict=True)
+    for task, (row_ids, row_labels) in zip(tasks, rows, strict=True):
         if task != "asr":
             targets.append(None)
             continue
-        ids = batch["input_ids"][row][batch["labels"][row] != IGNORE_INDEX]
+        ids = row_ids[row_labels != IGNORE_INDEX]
         targets.append(ids[~torch.isin(ids, skip)])
     return targets
 

@@ -12,9 +12,11 @@ import torch
 
 from lalm.data.chat import audio_token_count
 from lalm.data.collators import CollatorConfig, ConversationCollator
+from lalm.data.packing import row_count
 from lalm.data.sampling import EpochStream, MixtureStream
-from lalm.stages.base import Batch, StepOutput, Supervised, masked_labels, supervised_logits
-from lalm.stages.ctc import HEAD_NAME, ctc_loss_sum, ctc_targets, find_module
+from lalm.models.training import forward_batch
+from lalm.stages.base import Batch, StepOutput, masked_labels
+from lalm.stages.ctc import ctc_loss_sum, ctc_targets
 
 
 def task_groups(
@@ -66,15 +68,14 @@ class LanguageModelingStage:
         self.name = name
         self.chat_weight = chat_weight
         self.task_weights = task_weights or {}
-        self._modules: dict[tuple[int, str], Any] = {}  # found once per model: a lookup walks all of it
         self.ctc_weight = ctc_weight
         self.special_ids = set(
             special_ids
         )  # blank = the first (<|endoftext|>); all are kept out of CTC targets
         self.blank = special_ids[0] if special_ids else 0
 
-    def collator(self, processor: Any, max_length: int) -> ConversationCollator:
-        return ConversationCollator(processor, CollatorConfig(max_length=max_length))
+    def collator(self, processor: Any, max_length: int, pack: bool = False) -> ConversationCollator:
+        return ConversationCollator(processor, CollatorConfig(max_length=max_length, pack=pack))
 
     def sample_stream(self, dataset: Any, seed: int) -> EpochStream | MixtureStream:
         """Pretraining: shuffled epochs, or the task mixture. SFT: chat vs analysis by chat_weight, and
@@ -97,46 +98,21 @@ class LanguageModelingStage:
     def forward(self, engine: Any, batch: Batch) -> StepOutput:
         labels = masked_labels(batch)
         if not self.ctc_weight or "input_features" not in batch:
-            supervised = supervised_logits(engine, batch, labels)
+            supervised = forward_batch(engine, batch, labels).supervised
             return StepOutput(loss=-supervised.logps().sum(), units=float(supervised.targets.numel()))
-        # Masked labels: weight-0 rows (evaluation padding) get empty targets and are left out.
+        if len(batch["audio_clip_index"]) != row_count(batch):
+            raise ValueError("the CTC loss needs exactly one clip per example (pretraining records)")
+        # Masked labels: weight-0 rows (evaluation padding) get empty targets and are left out. The
+        # head runs inside the model's forward even on no clips, so every rank calls it (ZeRO-3).
         targets = ctc_targets({**batch, "labels": labels}, self.special_ids)
         keep = [i for i, target in enumerate(targets) if target is not None and len(target) > 0]
         kept_targets = [target for target in targets if target is not None and len(target) > 0]
-        supervised, ctc_logits = self._forward_with_ctc(engine, batch, labels, keep)
-        loss_sum, tokens = -supervised.logps().sum(), supervised.targets.numel()
+        clips = torch.tensor(keep, dtype=torch.long).to(labels.device, non_blocking=True)
+        out = forward_batch(engine, batch, labels, ctc_clips=clips)
+        assert out.ctc_logits is not None, "ctc_weight > 0 but the model has no CTC head"
+        loss_sum, tokens = -out.supervised.logps().sum(), out.supervised.targets.numel()
         lengths = audio_token_count(batch["feature_attention_mask"].sum(-1))  # encoder frames per clip
-        kept_lengths = lengths[torch.tensor(keep, dtype=torch.long, device=lengths.device)]
-        ctc = ctc_loss_sum(ctc_logits, kept_lengths, kept_targets, self.blank)
+        ctc = ctc_loss_sum(out.ctc_logits, lengths.index_select(0, clips), kept_targets, self.blank)
         total = loss_sum + self.ctc_weight * ctc
-        metrics = {"ctc": float(ctc.detach()), "lm_loss": float(loss_sum.detach())}
+        metrics = {"ctc": ctc.detach(), "lm_loss": loss_sum.detach()}
         return StepOutput(loss=total, units=float(tokens), metrics=metrics)
-
-    def _forward_with_ctc(
-        self, engine: Any, batch: Batch, labels: torch.Tensor, keep: list[int]
-    ) -> tuple[Supervised, torch.Tensor]:
-        """Supervised logits, and the CTC head applied to the encoder output of the clips `keep` (those with a CTC
-        target) inside the same forward pass (a hook on the projector), so ZeRO-3 gathers the head's
-        weights like any other module's. The head runs even on no clips, so every rank calls it.
-        Rows, not ids, are counted: a placeholder row (no id, one silent clip) is a row like any other."""
-        if len(batch["audio_clip_index"]) != batch["input_ids"].shape[0]:
-            raise ValueError("the CTC loss needs exactly one clip per example (pretraining records)")
-        head: Any = self._module(engine, HEAD_NAME)
-        captured: dict[str, torch.Tensor] = {}
-
-        def hook(module: Any, args: tuple[torch.Tensor, ...], output: Any) -> None:
-            index = torch.tensor(keep, dtype=torch.long, device=args[0].device)
-            captured["ctc"] = head(args[0].index_select(0, index))
-
-        handle = self._module(engine, "multi_modal_projector").register_forward_hook(hook)
-        try:
-            supervised = supervised_logits(engine, batch, labels)
-        finally:
-            handle.remove()
-        return supervised, captured["ctc"]
-
-    def _module(self, engine: Any, suffix: str) -> Any:
-        key = (id(engine.module), suffix)
-        if key not in self._modules:
-            self._modules[key] = find_module(engine.module, suffix)
-        return self._modules[key]

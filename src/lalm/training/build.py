@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
+from transformers.integrations.deepspeed import HfDeepSpeedConfig, unset_hf_deepspeed_config
 
 from lalm.config.data_checks import validate_data
 from lalm.config.model import PretrainedModelConfig, TinyModelConfig
@@ -20,16 +25,22 @@ from lalm.data.dataset import ManifestDataset
 from lalm.data.manifest import read_manifest_records
 from lalm.models.builders import build_model
 from lalm.models.tokenizer import SPECIAL_TOKENS
+from lalm.models.training import AudioLanguageModel, build_ctc_head, enable_activation_checkpointing
 from lalm.stages.base import Stage
-from lalm.stages.ctc import attach_ctc_head
 from lalm.stages.dpo import DpoStage
 from lalm.stages.lm import LanguageModelingStage
 from lalm.training.checkpoint import CheckpointError, read_state
 from lalm.training.distributed import barrier, from_main, init_distributed, is_main, world_size
-from lalm.training.engine import initialize_engine, initialize_reference
+from lalm.training.engine import deepspeed_config, initialize_engine, initialize_reference, use_bf16
 from lalm.training.exits import EXIT_CONFIG, EXIT_LOCKED, TrainingExit
 from lalm.training.logging import MetricsLogger
 from lalm.training.params import prepare_trainable
+from lalm.training.reference_cache import (
+    CacheRun,
+    StaleReferenceCache,
+    prepare_cache,
+    uses_reference_cache,
+)
 from lalm.training.run_folder import (
     ResumePlan,
     RunFolderError,
@@ -155,6 +166,66 @@ def claim_run_folder(
     return Claim(outcome["plan"], outcome["step"], outcome["fingerprint"], lock)
 
 
+def resolve_workers(setting: int) -> int:
+    """data.num_workers, with -1 resolved to the spare cores of this rank's share of the machine."""
+    if setting >= 0:
+        return setting
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_rank = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(4, per_rank - 1))
+
+
+def uses_packing(setting: str, model: Any) -> bool:
+    """data.packing: always | never | auto (when the LLM's attention is flash-attention's, whose
+    varlen kernels make a packed row cost only its real tokens)."""
+    if setting != "auto":
+        return setting == "always"
+    return str(model.config.get_text_config()._attn_implementation).startswith("flash_attention")
+
+
+def _cache_reference(
+    cfg: TrainConfig, stage: DpoStage, engine: Any, datasets: dict[str, Any], collator: Any, run_dir: Path
+) -> tuple[Any, Any]:
+    """The DPO datasets with cached reference log-probs; the reference engine is released after."""
+    assert cfg.init_from is not None
+    run = CacheRun(
+        run_dir,
+        cfg.init_from,
+        {split: manifest_path(cfg, f"{split}_manifest") for split in datasets},
+        {
+            "max_length": cfg.data.max_length,
+            "prompt_seed": cfg.data.prompt_seed,
+            "bf16": use_bf16(cfg.trainer.precision),
+        },
+        cfg.trainer.micro_batch_size,
+        engine.device,
+    )
+    try:
+        wrapped = prepare_cache(stage, engine, datasets, collator, run)
+    except StaleReferenceCache as err:
+        raise TrainingExit(EXIT_CONFIG, str(err)) from err
+    stage.release_reference()
+    return wrapped["train"], wrapped["dev"]
+
+
+@contextmanager
+def sharded_loading(cfg: TrainConfig, accumulation: int) -> Iterator[None]:
+    """Under ZeRO-3 (with deepspeed.zero_init), transformers' from_pretrained builds the model inside
+    deepspeed.zero.Init and loads each rank's shard only: the trained model of init_from or
+    model.builder=pretrained, and the DPO reference. The tiny builder (a few MB) and from_components
+    (which copies two checkpoints into a new model) build on the host as before."""
+    if cfg.deepspeed.zero_stage != 3 or not cfg.deepspeed.zero_init:
+        yield
+        return
+    # transformers finds this object through a module-level weak reference while it is alive.
+    handle = HfDeepSpeedConfig(deepspeed_config(cfg.deepspeed, cfg.trainer, cfg.optim, accumulation))
+    try:
+        yield
+    finally:
+        unset_hf_deepspeed_config()
+        del handle
+
+
 def build_trainer(cfg: TrainConfig) -> Trainer:
     world = world_size()  # from torchrun's environment; the group is joined after validation
     validate(cfg, world)  # all config mistakes, before any model is allocated
@@ -164,24 +235,39 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     config = json.loads(json.dumps(asdict(cfg), default=str))
     claim = claim_run_folder(run_dir, cfg.resume, config, manifest_path(cfg, "train_manifest"), len(train))
     seed_everything(cfg.trainer.seed)
-    base_model, processor = build_model(model_config(cfg))
-    special = tuple(processor.tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS)))
-    stage, reference = build_stage(cfg, special)
-    if getattr(cfg.stage, "ctc_weight", 0.0) > 0:
-        attach_ctc_head(base_model, cfg.trainer.seed)
-    model = prepare_trainable(base_model, cfg.stage)
     accumulation = accumulation_steps(cfg.trainer, world)
+    host_before = psutil.Process().memory_info().rss
+    with sharded_loading(cfg, accumulation):
+        base_model, processor = build_model(model_config(cfg))
+        special = tuple(processor.tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS)))
+        stage, reference = build_stage(cfg, special)
+    if is_main():
+        grown = (psutil.Process().memory_info().rss - host_before) / 2**20
+        size = sum(p.numel() * p.element_size() for p in base_model.parameters()) / 2**20
+        print(
+            f"lalm: model built: {size:.0f} MiB of weights, host memory of rank 0 +{grown:.0f} MiB",
+            flush=True,
+        )
+    enable_activation_checkpointing(base_model, cfg.trainer.activation_checkpointing)
+    head = build_ctc_head(base_model, cfg.trainer.seed) if getattr(cfg.stage, "ctc_weight", 0.0) > 0 else None
+    model = prepare_trainable(AudioLanguageModel(base_model, head), cfg.stage)
     universal = prepare_universal(claim.plan.checkpoint, world)
     extra = universal_checkpoint_config() if universal else None
     engine = initialize_engine(model, cfg.deepspeed, cfg.trainer, cfg.optim, accumulation, extra)
     if reference is not None:
+        reference = AudioLanguageModel(reference)
         stage.reference = initialize_reference(reference, cfg.deepspeed, cfg.trainer)  # type: ignore[attr-defined]
+    collator = stage.collator(processor, cfg.data.max_length, uses_packing(cfg.data.packing, base_model))
+    if isinstance(stage, DpoStage) and uses_reference_cache(
+        cfg.stage.cache_reference, cfg.trainer, len(train), run_dir
+    ):
+        train, dev = _cache_reference(cfg, stage, engine, {"train": train, "dev": dev}, collator, run_dir)
     data = DataSources(
         train,
         dev,
-        stage.collator(processor, cfg.data.max_length),
+        collator,
         cfg.trainer.seed,
-        cfg.data.num_workers,
+        resolve_workers(cfg.data.num_workers),
         cfg.data.length_groups,
         cfg.data.max_bad_fraction,
     )

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lalm.stages.ctc import HEAD_NAME
+from lalm.models.training import exported_state
 from lalm.training import faults
 from lalm.training.distributed import all_reduce_sum, barrier, is_main, rank
 from lalm.training.universal import load_universal
@@ -189,27 +189,45 @@ def load_checkpoint(engine: Any, checkpoint: Path, universal: bool = False) -> d
 
 
 def _full_state_dict(engine: Any) -> dict[str, torch.Tensor] | None:
-    """Full weights on rank 0 (None elsewhere), training-only heads left out. Collective under ZeRO-3:
-    every rank must call it."""
+    """Full weights of the transformers model on rank 0 (None elsewhere), training-only heads left
+    out. Collective under ZeRO-3: every rank must call it."""
     if engine.zero_optimization_stage() == 3:
         state = engine._zero3_consolidated_16bit_state_dict()
     else:
         state = engine.module.state_dict() if is_main() else None
-    return None if state is None else {k: v for k, v in state.items() if HEAD_NAME not in k}
+    return None if state is None else exported_state(state)
 
 
-def _merged_lora_state(peft_model: Any) -> dict[str, torch.Tensor]:
-    """Base-model weights with the adapters folded in (W + peft's delta B·A·scale), computed aside so
-    the trained model is left untouched (merge/unmerge in place would drift the base weights)."""
-    base = peft_model.get_base_model()
-    state = {
-        k.replace(".base_layer", ""): v.detach() for k, v in base.state_dict().items() if "lora_" not in k
-    }
-    for name, module in base.named_modules():
-        if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
-            for adapter in module.active_adapters:
-                state[f"{name}.weight"] = state[f"{name}.weight"] + module.get_delta_weight(adapter)
-    return state
+def merge_lora_state(state: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """A peft LoRA model's full state dict -> the base model's, each adapted weight W + scale·B·A.
+
+    Keys are peft's ("base_model.model.<name>.base_layer.weight", "...lora_A.<adapter>.weight" (r, in),
+    "...lora_B.<adapter>.weight" (out, r)); the result has the base model's names. Computed from the
+    state dict rather than with peft's merge_and_unload: that merges in place (the trained model would
+    drift) and needs whole weights, which ZeRO-3 only has in its consolidated state dict.
+    """
+    prefix = "base_model.model."
+    merged: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if "lora_" in key:
+            continue
+        name = key[len(prefix) :] if key.startswith(prefix) else key
+        merged[name.replace(".base_layer", "")] = value.detach()
+        if key.endswith(".base_layer.weight"):
+            layer = key[: -len(".base_layer.weight")]
+            downs = sorted(k for k in state if k.startswith(f"{layer}.lora_A.") and k.endswith(".weight"))
+            weight = value.detach().float()
+            for down in downs:
+                up = down.replace(".lora_A.", ".lora_B.")
+                weight = weight + scale * (state[up].float() @ state[down].float())
+            merged[name.replace(".base_layer", "")] = weight.to(value.dtype)
+    return merged
+
+
+def lora_scale(peft_model: Any) -> float:
+    """peft's scaling of the adapter's product: alpha / r (alpha / sqrt(r) with rsLoRA)."""
+    config = peft_model.peft_config[peft_model.active_adapter]
+    return float(config.lora_alpha / (config.r**0.5 if config.use_rslora else config.r))
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -243,9 +261,10 @@ def export_final(engine: Any, processor: Any, final_dir: Path) -> None:
     state = _full_state_dict(engine)
     failure: BaseException | None = None
     if is_main():
-        module = engine.module
-        if hasattr(module, "get_base_model"):  # LoRA (ZeRO-0/1/2 only, see config validation)
-            state = {k: v for k, v in _merged_lora_state(module).items() if HEAD_NAME not in k}
+        module = engine.module.hf  # the transformers model inside lalm.models.training.AudioLanguageModel
+        if hasattr(module, "get_base_model"):  # LoRA: adapters folded into the exported weights
+            assert state is not None
+            state = merge_lora_state(state, lora_scale(module))
             module = module.get_base_model()
         tmp = final_dir.with_name(final_dir.name + ".tmp")
         try:

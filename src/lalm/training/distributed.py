@@ -69,13 +69,14 @@ def device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if has_gpu() else torch.device("cpu")
 
 
-def all_reduce_sum(values: dict[str, float], same_keys: bool = False) -> dict[str, float]:
-    """Sum each value over ranks. Ranks may hold different keys (a drop reason seen on one rank only):
-    the union of keys is agreed first (one all_gather_object), a key missing on a rank counts 0 there.
-    same_keys=True: the caller guarantees every rank has the same keys, and the agreement is skipped."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return dict(values)
-    if same_keys:
+def all_reduce_sum(values: dict[str, Any], same_keys: bool = False) -> dict[str, float]:
+    """Sum each value over ranks. Values are floats or 0-d tensors (left on the device by the step:
+    they are read here, once, in the same reduction, so no earlier host sync is needed). Ranks may
+    hold different keys (a drop reason seen on one rank only): the union of keys is agreed first (one
+    all_gather_object), a key missing on a rank counts 0 there. same_keys=True: the caller guarantees
+    every rank has the same keys, and the agreement is skipped."""
+    distributed = dist.is_initialized() and dist.get_world_size() > 1
+    if not distributed or same_keys:
         keys = sorted(values)
     else:
         key_sets: list[list[str] | None] = [None] * dist.get_world_size()
@@ -83,9 +84,18 @@ def all_reduce_sum(values: dict[str, float], same_keys: bool = False) -> dict[st
         keys = sorted({key for part in key_sets for key in part or []})
     if not keys:
         return {}
-    tensor = torch.tensor([float(values.get(k, 0.0)) for k in keys], dtype=torch.float64, device=device())
-    dist.all_reduce(tensor)
-    return dict(zip(keys, tensor.tolist(), strict=True))
+    target = device() if distributed else torch.device("cpu")
+    # One vector in `keys` order on every rank: host floats first, device tensors added in place.
+    is_tensor = [isinstance(values.get(k), torch.Tensor) for k in keys]
+    host = [0.0 if tensor else float(values.get(k, 0.0)) for k, tensor in zip(keys, is_tensor, strict=True)]
+    vector = torch.tensor(host, dtype=torch.float64, device=target)
+    slots = [i for i, tensor in enumerate(is_tensor) if tensor]
+    if slots:
+        stacked = torch.stack([values[keys[i]].detach().reshape(()).to(target, torch.float64) for i in slots])
+        vector.index_add_(0, torch.tensor(slots, device=target), stacked)
+    if distributed:
+        dist.all_reduce(vector)
+    return dict(zip(keys, vector.tolist(), strict=True))
 
 
 def from_main(value: T | None) -> T:

@@ -77,7 +77,7 @@ def initialize_engine(
     """The trained engine: AdamW over the trainable parameters, warmup + cosine/constant schedule.
     extra_config is merged into DeepSpeed's config (e.g. the switch to load a universal checkpoint)."""
     config = {**deepspeed_config(ds, trainer, optim, accumulation), **(extra_config or {})}
-    groups = parameter_groups(model.named_parameters(), optim.weight_decay)
+    groups = parameter_groups(model.named_parameters(), optim.weight_decay, optim.lr, optim.lr_scale)
     optimizer = None
     if not ds.offload_optimizer:  # offloaded: DeepSpeed builds its CPU Adam from `config` over `groups`
         optimizer = torch.optim.AdamW(

@@ -40,10 +40,12 @@ RESUMABLE = (
     "trainer.max_consecutive_skips",
     "trainer.collective_timeout_s",
     "trainer.step_timeout_s",
+    "trainer.activation_checkpointing",
     "data.num_workers",
     "data.max_bad_fraction",
     "deepspeed.overlap_comm",
     "deepspeed.reduce_bucket_size",
+    "deepspeed.zero_init",
 )
 # A lock whose holder cannot be checked (another host) is stale once its heartbeat is this old.
 LOCK_STALE_S = 600.0

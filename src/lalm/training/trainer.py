@@ -9,7 +9,7 @@ so the update is the same for micro-batch 4 x accumulation 1 and micro-batch 1 x
 
 from __future__ import annotations
 
-import math
+import resource
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -41,6 +41,30 @@ from lalm.training.state import TrainState
 from lalm.training.watchdog import StepWatchdog
 
 __all__ = ["DataSources", "TrainState", "Trainer"]
+
+PREFETCH = 4  # batches each DataLoader worker collates ahead (torch's default is 2)
+
+
+def _peak_memory(device: torch.device) -> dict[str, float]:
+    """This rank's peak host memory (resident set) and, on a GPU, peak allocated memory, in MiB."""
+    peaks = {"host_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: KiB
+    if device.type == "cuda":
+        peaks["gpu_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peaks
+
+
+class _Weighted:
+    """The dev set indexed by (index, real): evaluation pads its last batches with weight-0 repeats."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, bool]) -> dict[str, Any]:
+        index, real = key
+        return {**self.dataset[index], "weight": 1.0 if real else 0.0}
 
 
 @dataclass
@@ -83,6 +107,8 @@ class Trainer:
         self.gate = StepGate(engine)
         self.stop = StopRequest()
         self.watchdog = StepWatchdog(cfg.step_timeout_s, rank())
+        self._eval_loader: torch.utils.data.DataLoader | None = None
+        self._eval_iterator: Any = None
 
     # ------------------------------------------------------------------ the loop
 
@@ -102,12 +128,17 @@ class Trainer:
 
     def _train(self) -> None:
         batches = self._train_batches()
+        if self.cfg.eval_every and self.data.num_workers:
+            self._eval_iterator = self._evaluation_batches()  # forks the dev workers now (see there)
         while self.state.step < self.cfg.max_steps:
             step = self.state.step + 1
             self.watchdog.beat("data", step)
             faults.at("step", step, self.stop.requested)
+            waited = time.perf_counter()
             micro_batches = [next(batches) for _ in range(self.accumulation)]
+            waited = time.perf_counter() - waited  # this rank's wait for its DataLoader (workers prefetch)
             totals, applied = self._optimizer_step(micro_batches)
+            totals["data_wait_s"] = waited
             self._after_step(totals, applied)
             if totals["stop"] > 0:
                 self._preempt()
@@ -149,19 +180,21 @@ class Trainer:
         # DeepSpeed averages gradients over ranks: x world turns the average back into a sum, / units
         # makes it the mean over every unit of the step on every rank.
         sums = self._forward_backward(micro_batches, world_size() / max(units, 1.0))
-        sums["nonfinite"] = float(not math.isfinite(sums["loss"]))
+        sums["nonfinite"] = (~torch.isfinite(sums["loss"])).double()
         sums["stop"] = float(self.stop.requested())
-        totals = all_reduce_sum(dict(sums))
+        totals = all_reduce_sum(sums)  # the step's one host sync: device metrics are read here
         self.watchdog.beat("optimizer step", self.state.step + 1)
         applied = self.gate.step(skip=totals["nonfinite"] > 0)
         totals.update(units=units, lr=lr, seconds=time.perf_counter() - start)
         self._write_dropped(micro_batches, totals, "train")
         return totals, applied
 
-    def _forward_backward(self, micro_batches: list[Batch], scale: float) -> defaultdict[str, float]:
-        """Forward and backward every micro-batch; the update itself is left to the boundary step."""
+    def _forward_backward(self, micro_batches: list[Batch], scale: float) -> dict[str, Any]:
+        """Forward and backward every micro-batch; the update itself is left to the boundary step.
+        Loss and stage metrics are summed on the device (float64); counts come from the host batch."""
         step = self.state.step + 1
-        sums: defaultdict[str, float] = defaultdict(float)
+        sums: dict[str, Any] = defaultdict(float)
+        sums["loss"] = torch.zeros((), dtype=torch.float64, device=self.device)
         for index, batch in enumerate(micro_batches):
             self.watchdog.beat("forward/backward", step)
             try:
@@ -172,21 +205,23 @@ class Trainer:
                     self.engine.step()  # DeepSpeed counts micro-steps; no update before the boundary
             except Exception as err:
                 raise RuntimeError(f"rank {rank()} step {step}: failed on examples {batch['ids']}") from err
-            sums["loss"] += float(loss.detach())
+            sums["loss"] = sums["loss"] + loss.detach().double()
             for key, value in out.metrics.items():
-                sums[key] += value
+                sums[key] = sums[key] + value
             placeholders = int(batch.get("placeholders", 0))
             sums["tokens"] += float(batch["attention_mask"].sum()) - float(batch.get("placeholder_tokens", 0))
             sums["examples"] += float(len(batch["ids"]) - placeholders)
+            sums["positions"] += float(batch["input_ids"].numel())  # what the LLM computes, pads included
             for dropped in batch["dropped"]:
                 sums[f"dropped/{dropped['reason']}"] += 1
-        return sums
+        return dict(sums)
 
     def _train_record(self, totals: dict[str, float], applied: bool) -> dict[str, Any]:
         units = max(totals["units"], 1.0)
         grad_norm = self.engine.get_global_grad_norm() if applied else None
         record: dict[str, Any] = {"step": self.state.step, "loss": totals["loss"] / units}
-        skip = {"units", "lr", "seconds", "loss", "tokens", "examples", "nonfinite", "stop"}
+        skip = {"units", "lr", "seconds", "loss", "tokens", "examples", "nonfinite", "stop", "data_wait_s"}
+        skip.add("positions")
         record.update(
             {k: v / units for k, v in totals.items() if k not in skip and not k.startswith("dropped/")}
         )
@@ -194,10 +229,17 @@ class Trainer:
         record.update(
             lr=totals["lr"],
             tokens=int(totals["tokens"]),
+            packing_efficiency=totals["tokens"] / max(totals.get("positions", 0.0), 1.0),
             **{self.stage.unit: totals["units"]},
             grad_norm=float(grad_norm) if grad_norm is not None else None,
             tokens_per_s=totals["tokens"] / max(totals["seconds"], 1e-9),
+            # Wall clock includes this rank's wait for data; the gap to tokens_per_s is the data cost.
+            wall_tokens_per_s=totals["tokens"]
+            / max(totals["seconds"] + totals.get("data_wait_s", 0.0), 1e-9),
+            data_wait_fraction=totals.get("data_wait_s", 0.0)
+            / max(totals["seconds"] + totals.get("data_wait_s", 0.0), 1e-9),
             examples_seen=self.state.examples_seen,
+            **_peak_memory(self.device),
             dropped=sum(self.state.dropped.values()),
             skipped=not applied,
         )
@@ -317,34 +359,53 @@ class Trainer:
             world_size(),
             start_step=self.state.step,
         )
-        loader = torch.utils.data.DataLoader(
-            self.data.train,
-            batch_sampler=sampler,
+        return iter(self._loader(self.data.train, sampler))
+
+    def _loader(
+        self, dataset: Any, batch_sampler: Any, persistent: bool = False
+    ) -> torch.utils.data.DataLoader:
+        """Collation in `data.num_workers` worker processes, `PREFETCH` batches ahead each, into pinned
+        memory on a GPU (so to_device's copies are asynchronous)."""
+        workers = self.data.num_workers
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
             collate_fn=self.data.collator,
-            num_workers=self.data.num_workers,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=PREFETCH if workers else None,
+            persistent_workers=persistent and workers > 0,
         )
-        return iter(loader)
+
+    def _evaluation_batches(self) -> Any:
+        """The dev batches, collated by persistent workers. They are forked once, when training starts
+        (next to the train loader's), not at the first evaluation: forking a process whose other
+        threads are busy mid-training can deadlock the child (seen with gloo's and OpenMP's threads)."""
+        if self._eval_loader is None:
+            batches = evaluation_batches(len(self.data.dev), self.cfg.micro_batch_size, rank(), world_size())
+            if self.cfg.eval_batches:
+                batches = batches[: self.cfg.eval_batches]
+            self._eval_loader = self._loader(_Weighted(self.data.dev), batches, persistent=True)
+        if self._eval_iterator is not None:  # started with the training: its workers are prefetching
+            iterator, self._eval_iterator = self._eval_iterator, None
+            return iterator
+        return iter(self._eval_loader)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
         """Stage loss and metrics on the whole dev manifest (or eval_batches per rank), all ranks."""
         self.engine.eval()
-        batches = evaluation_batches(len(self.data.dev), self.cfg.micro_batch_size, rank(), world_size())
-        if self.cfg.eval_batches:
-            batches = batches[: self.cfg.eval_batches]
-        sums: defaultdict[str, float] = defaultdict(float)
+        sums: dict[str, Any] = defaultdict(float)
         collated = []
-        for pairs in batches:
+        for batch in self._evaluation_batches():
             self.watchdog.beat("evaluation", self.state.step)
-            examples = [{**self.data.dev[i], "weight": 1.0 if real else 0.0} for i, real in pairs]
-            batch = self.data.collator(examples)
             collated.append({"dropped": batch["dropped"]})
             sums["dropped"] += len(batch["dropped"])
             out = self.stage.forward(self.engine, to_device(batch, self.device))
-            sums["loss"] += float(out.loss)
-            sums["units"] += out.units
+            sums["loss"] = sums["loss"] + out.loss.detach().double()
+            sums["units"] = sums["units"] + out.units
             for key, value in out.metrics.items():
-                sums[key] += value
+                sums[key] = sums[key] + value
         totals = all_reduce_sum(dict(sums))
         dropped = self._write_dropped(collated, totals, "dev")
         units = max(totals.pop("units"), 1.0)

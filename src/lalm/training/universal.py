@@ -165,12 +165,14 @@ def _repair_optimizer_state(engine: Any, universal: Path) -> None:
     load_hp_checkpoint_state_from_checkpoint_dir_stage3); no-ops for ZeRO-1/2, which load both right.
 
     1. Line 3681 gives every param group's Adam state the SAME `step` tensor (read once from group 0,
-       line 3664). torch's Adam increments `step` in place, once per group and step, so with lalm's
-       two groups (decay / no decay) the step advances by 2 per optimizer step after a resume and
-       the bias correction is wrong from the first resumed step on. Each state gets its own copy.
+       line 3664). torch's Adam increments `step` in place, once per group and step, so with N param
+       groups (params.parameter_groups: 2, more with optim.lr_scale) the step advances by N per
+       optimizer step after a resume and the bias correction is wrong from the first resumed step
+       on. Each state gets its own copy.
     2. Line 3687 copies the hyperparameters of param group 0 into EVERY group, so with
-       weight_decay > 0 the no-decay group (biases, norms; params.parameter_groups) would be decayed
-       after a resume. Each group gets its own saved hyperparameters back.
+       weight_decay > 0 the no-decay groups (biases, norms) would be decayed after a resume, and with
+       optim.lr_scale every part would train at group 0's learning rate (`lr` and LambdaLR's
+       `initial_lr`). Each group gets all its own saved hyperparameters back.
     """
     optimizer = engine.optimizer.optimizer  # the torch optimizer inside DeepSpeed's ZeRO wrapper
     for state in optimizer.state.values():

@@ -19,6 +19,7 @@ from lalm.config.train import (
     DataConfig,
     DeepSpeedConfig,
     DpoStageConfig,
+    LrScaleConfig,
     OptimConfig,
     PretrainStageConfig,
     SftStageConfig,
@@ -33,7 +34,10 @@ SCHEMAS = {
     "stage/sft": (SftStageConfig, {"name": "sft", "chat_weight": 0.5}),
     "stage/dpo": (DpoStageConfig, {"name": "dpo", "loss": "sigmoid", "beta": 0.1, "train_encoder": False}),
     "data/synthetic": (DataConfig, {"dir": "data/synthetic", "max_length": 1024}),
-    "optim/adamw": (OptimConfig, {"lr": 1e-4, "betas": [0.9, 0.98], "schedule": "cosine"}),
+    "optim/adamw": (
+        OptimConfig,
+        {"lr": 1e-4, "betas": [0.9, 0.98], "schedule": "cosine", "lr_scale": LrScaleConfig()},
+    ),
     "deepspeed/zero0": (DeepSpeedConfig, {"zero_stage": 0, "offload_optimizer": False}),
     "deepspeed/zero2": (DeepSpeedConfig, {"zero_stage": 2, "offload_optimizer": False}),
     "deepspeed/zero3": (DeepSpeedConfig, {"zero_stage": 3, "offload_optimizer": False}),
@@ -43,6 +47,8 @@ SCHEMAS = {
     "model/tiny": (TinyModelConfig, {"builder": "tiny", "encoder_layers": 3, "llm_layers": 3}),
     "model/from_components": (FromComponentsConfig, {"whisper_dir": "/w", "llm_dir": "/l"}),
     "model/pretrained": (PretrainedModelConfig, {"path": "/p"}),
+    "model/qwen2_audio_1p5b_shape": (TinyModelConfig, {"llm_layers": 28, "embedding_rows": 151936}),
+    "model/qwen2_audio_7b_shape": (TinyModelConfig, {"llm_hidden_size": 4096, "embedding_rows": 156032}),
     "recipe/synthetic": (SyntheticRecipeConfig, {"name": "synthetic", "size": 1.0}),
 }
 # Experiments (@package _global_) only compose on top of train.yaml: values they set, by dotted path.
@@ -160,6 +166,17 @@ def test_field_of_another_stage_fails():
     assert "beta" in str(err.value)
     dpo = compose(config_name="train", overrides=["stage=dpo", "stage.beta=0.2", *REQUIRED["train"]])
     assert OmegaConf.to_object(dpo).stage.beta == 0.2
+
+
+def test_per_part_learning_rates_and_robust_dpo_from_the_command_line():
+    overrides = ["optim.lr_scale.encoder=0.1", "stage=dpo", "stage.loss=robust", "stage.label_smoothing=0.1"]
+    obj = OmegaConf.to_object(compose(config_name="train", overrides=[*overrides, *REQUIRED["train"]]))
+    assert obj.optim.lr_scale == LrScaleConfig(encoder=0.1, projector=1.0, llm=1.0)
+    assert isinstance(obj.optim.lr_scale, LrScaleConfig)
+    assert (obj.stage.loss, obj.stage.label_smoothing) == ("robust", 0.1)
+    with pytest.raises(ConfigCompositionException) as err:
+        compose(config_name="train", overrides=["optim.lr_scale.audio=0.1", *REQUIRED["train"]])
+    assert "audio" in str(err.value)
 
 
 def test_unknown_key_and_wrong_type_fail():

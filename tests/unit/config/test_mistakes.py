@@ -140,6 +140,12 @@ MISTAKES = [
         hydra=True,
     ),
     Mistake(
+        "lr-scale-typo",
+        ["optim.lr_scale.encodr=0.1"],
+        ["unknown key optim.lr_scale.encodr (did you mean optim.lr_scale.encoder?)"],
+        hydra=True,
+    ),
+    Mistake(
         "wrong-type",
         ["trainer.max_steps=abc"],
         ["trainer.max_steps=abc: Value 'abc' of type 'str' could not be converted to Integer"],
@@ -222,7 +228,11 @@ MISTAKES = [
         ["optim.min_lr_ratio must be in [0, 1], got 1.5"],
     ),
     Mistake("zero-max-length", ["data.max_length=0"], ["data.max_length must be > 0, got 0"]),
-    Mistake("negative-workers", ["data.num_workers=-1"], ["data.num_workers must be >= 0, got -1"]),
+    Mistake(
+        "negative-workers",
+        ["data.num_workers=-2"],
+        ["data.num_workers must be >= 0, or -1 for automatic, got -2"],
+    ),
     Mistake(
         "negative-eval-batches", ["trainer.eval_batches=-1"], ["trainer.eval_batches must be >= 0 (0: all)"]
     ),
@@ -276,6 +286,18 @@ MISTAKES = [
         ["deepspeed.offload_optimizer=true needs ZeRO 1-3"],
     ),
     Mistake("dpo-without-init-from", ["stage=dpo"], ["stage=dpo needs init_from="]),
+    Mistake(
+        "robust-dpo-without-label-smoothing",
+        ["stage=dpo", "stage.loss=robust"],
+        ["stage=dpo needs init_from=", "stage.loss=robust needs stage.label_smoothing in (0, 0.5)"],
+    ),
+    Mistake(
+        "lr-scale-0-for-a-trained-part",
+        ["optim.lr_scale.encoder=0"],
+        [
+            "optim.lr_scale.encoder=0 trains the encoder at learning rate 0: to freeze it set stage.train_encoder=false"
+        ],
+    ),
     Mistake("negative-task-weight", ["+stage.task_weights={asr:-1}"], ["stage.task_weights must be >= 0"]),
     Mistake(
         "task-weights-unknown-task",

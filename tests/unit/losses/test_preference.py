@@ -20,6 +20,7 @@ from lalm.losses.preference import (
     ipo_loss,
     preference_loss,
     preference_metrics,
+    robust_loss,
 )
 
 METRIC_NAMES = (
@@ -177,6 +178,18 @@ def test_hinge_matches_trl(beta: float) -> None:
 
 
 @pytest.mark.parametrize("beta", [0.1, 0.5])
+@pytest.mark.parametrize("label_smoothing", [0.1, 0.3])
+def test_robust_matches_trl(beta: float, label_smoothing: float) -> None:
+    logps, lengths = _random_logps(seed=12), _random_lengths(seed=13)
+    expected, _ = _trl_per_example("robust", beta, label_smoothing, logps, lengths)
+    ours = robust_loss(*logps, beta=beta, label_smoothing=label_smoothing)
+    torch.testing.assert_close(ours, expected)
+    margin = (logps[0] - logps[2]) - (logps[1] - logps[3])
+    assert (margin > 0).any() and (margin < 0).any()  # pairs ranked both ways
+    assert (ours < 0).any()  # and some far enough apart for the loss to go below 0
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5])
 def test_ipo_matches_trl_fed_length_averaged_logps(beta: float) -> None:
     """TRL's IPO divides each log-ratio by its completion length; ipo_loss takes the log-probabilities it
     is given, so it is fed the same means."""
@@ -207,12 +220,14 @@ def test_metrics_match_trl(beta: float) -> None:
     assert 0 < ours["rewards/accuracies"].mean() < 1
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "ipo", "hinge"])
-def test_trl_batch_loss_is_the_mean_of_our_per_example_losses(name: str) -> None:
+@pytest.mark.parametrize(
+    "name, options", [("sigmoid", {}), ("ipo", {}), ("hinge", {}), ("robust", {"label_smoothing": 0.2})]
+)
+def test_trl_batch_loss_is_the_mean_of_our_per_example_losses(name: str, options: dict[str, float]) -> None:
     logps = _random_logps(seed=8)
     ones = (torch.ones(8, dtype=torch.long), torch.ones(8, dtype=torch.long))  # one token: IPO means == sums
-    trl_loss, logged = _trl_dpo_step(name, 0.1, 0.0, logps, ones)
-    ours = preference_loss(name, *logps, beta=0.1)
+    trl_loss, logged = _trl_dpo_step(name, 0.1, options.get("label_smoothing", 0.0), logps, ones)
+    ours = preference_loss(name, *logps, beta=0.1, **options)
     assert ours.shape == (8,)
     torch.testing.assert_close(ours.mean(), trl_loss)
     assert logged["rewards/margins"][0] == pytest.approx(
@@ -236,6 +251,10 @@ def test_all_four_equal(beta: float) -> None:
         assert loss.tolist() == pytest.approx([math.log(2)] * 3, abs=1e-12)
     assert ipo_loss(*logps, beta=beta).tolist() == pytest.approx([(1 / (2 * beta)) ** 2] * 3)
     assert hinge_loss(*logps, beta=beta).tolist() == [1.0] * 3
+    for smoothing in (0.1, 0.4):
+        # ((1-ε) log 2 - ε log 2) / (1-2ε) = log 2
+        loss = robust_loss(*logps, beta=beta, label_smoothing=smoothing)
+        assert loss.tolist() == pytest.approx([math.log(2)] * 3, abs=1e-12)
 
 
 # policy chosen -10, rejected -14; reference chosen -11, rejected -13: h = (+1) - (-1) = 2.
@@ -247,6 +266,26 @@ def test_sigmoid_by_hand() -> None:
     assert dpo_sigmoid_loss(*HAND, beta=0.5).item() == pytest.approx(math.log1p(math.exp(-1)))
     cdpo = 0.8 * math.log1p(math.exp(-1)) + 0.2 * math.log1p(math.exp(1))
     assert dpo_sigmoid_loss(*HAND, beta=0.5, label_smoothing=0.2).item() == pytest.approx(cdpo)
+
+
+def test_robust_by_hand() -> None:
+    # beta 0.5: beta * h = 1; -log sigmoid(1) = log(1 + e^-1) = 0.3133, -log sigmoid(-1) = log(1 + e) = 1.3133.
+    right, wrong = math.log1p(math.exp(-1)), math.log1p(math.exp(1))
+    # epsilon 0.2: (0.8 * 0.3133 - 0.2 * 1.3133) / 0.6 = -0.0201, below 0 though the pair is not ranked
+    # far apart: the estimate subtracts the loss of the swapped pair.
+    assert robust_loss(*HAND, beta=0.5, label_smoothing=0.2).item() == pytest.approx(
+        (0.8 * right - 0.2 * wrong) / 0.6
+    )
+    assert robust_loss(*HAND, beta=0.5, label_smoothing=0.2).item() == pytest.approx(-0.020072, abs=1e-6)
+    flipped = (HAND[1], HAND[0], HAND[3], HAND[2])  # h = -2: (0.8 * 1.3133 - 0.2 * 0.3133) / 0.6 = 1.6466
+    assert robust_loss(*flipped, beta=0.5, label_smoothing=0.2).item() == pytest.approx(
+        (0.8 * wrong - 0.2 * right) / 0.6
+    )
+    # epsilon 0.1, beta 0.1: beta * h = 0.2.
+    right, wrong = math.log1p(math.exp(-0.2)), math.log1p(math.exp(0.2))
+    assert robust_loss(*HAND, beta=0.1, label_smoothing=0.1).item() == pytest.approx(
+        (0.9 * right - 0.1 * wrong) / 0.8
+    )
 
 
 def test_ipo_by_hand() -> None:
@@ -295,6 +334,40 @@ def test_policy_equal_to_reference_gives_log_2_and_zero_rewards() -> None:
             assert torch.all(metrics[name] == 0), name  # a tie is not an accurate pair
 
 
+@pytest.mark.parametrize("label_smoothing", [0.1, 0.3])
+def test_robust_loss_averaged_over_a_label_flip_is_the_dpo_loss(label_smoothing: float) -> None:
+    """The point of rDPO: if a label is flipped with probability ε, the expected robust loss is the DPO
+    loss of the true label, (1-ε) robust(h) + ε robust(-h) = -log σ(βh)."""
+    policy_chosen, policy_rejected, reference_chosen, reference_rejected = _random_logps(seed=14)
+    as_labelled = robust_loss(
+        policy_chosen, policy_rejected, reference_chosen, reference_rejected, 0.1, label_smoothing
+    )
+    swapped = robust_loss(
+        policy_rejected, policy_chosen, reference_rejected, reference_chosen, 0.1, label_smoothing
+    )
+    expected = dpo_sigmoid_loss(
+        policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta=0.1
+    )
+    torch.testing.assert_close((1 - label_smoothing) * as_labelled + label_smoothing * swapped, expected)
+
+
+def test_robust_gradient_never_vanishes() -> None:
+    """d/dx of (-(1-ε) log σ(x) + ε log σ(-x)) / (1-2ε) is -((1-ε) σ(-x) + ε σ(x)) / (1-2ε): always below
+    -ε/(1-2ε), where cDPO's gradient goes to 0 at large margins."""
+    policy_chosen, policy_rejected, reference_chosen, reference_rejected = _random_logps(seed=15)
+    policy_chosen.requires_grad_(True)
+    beta, eps = 0.5, 0.2
+    robust_loss(
+        policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta, eps
+    ).sum().backward()
+    assert policy_chosen.grad is not None
+    x = beta * ((policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)).detach()
+    expected = -beta * ((1 - eps) * torch.sigmoid(-x) + eps * torch.sigmoid(x)) / (1 - 2 * eps)
+    torch.testing.assert_close(policy_chosen.grad, expected)
+    assert torch.all(policy_chosen.grad < -beta * eps / (1 - 2 * eps))
+    assert x.max() > 8  # a pair so well separated that DPO's gradient, -β σ(-x), is below 1e-3 β
+
+
 def test_gradients_point_the_right_way() -> None:
     policy_chosen, policy_rejected, reference_chosen, reference_rejected = _random_logps(seed=10)
     policy_chosen.requires_grad_(True)
@@ -319,7 +392,7 @@ def test_gradients_point_the_right_way() -> None:
 
 
 def test_registry_dispatches_to_the_named_function() -> None:
-    expected = {"sigmoid": dpo_sigmoid_loss, "ipo": ipo_loss, "hinge": hinge_loss}
+    expected = {"sigmoid": dpo_sigmoid_loss, "ipo": ipo_loss, "hinge": hinge_loss, "robust": robust_loss}
     assert expected == PREFERENCE_LOSSES
     logps = _random_logps(seed=11)
     torch.testing.assert_close(preference_loss("ipo", *logps, beta=0.3), ipo_loss(*logps, beta=0.3))
@@ -327,10 +400,16 @@ def test_registry_dispatches_to_the_named_function() -> None:
         preference_loss("sigmoid", *logps, beta=0.3, label_smoothing=0.1),
         dpo_sigmoid_loss(*logps, beta=0.3, label_smoothing=0.1),
     )
+    torch.testing.assert_close(
+        preference_loss("robust", *logps, beta=0.3, label_smoothing=0.1),
+        robust_loss(*logps, beta=0.3, label_smoothing=0.1),
+    )
 
 
 def test_unknown_loss_name_lists_the_known_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown preference loss 'kto'; known: hinge, ipo, sigmoid"):
+    with pytest.raises(
+        ValueError, match=r"unknown preference loss 'kto'; known: hinge, ipo, robust, sigmoid"
+    ):
         preference_loss("kto", *_random_logps(), beta=0.1)
 
 
@@ -344,3 +423,10 @@ def test_bad_arguments_are_errors() -> None:
         hinge_loss(logps[0], logps[1][:4], logps[2], logps[3], beta=0.1)
     with pytest.raises(TypeError):
         preference_loss("hinge", *logps, beta=0.1, label_smoothing=0.1)
+    for smoothing in (0.0, 0.5, -0.1):  # 0 would be plain DPO; at 0.5 the loss divides by 0
+        with pytest.raises(ValueError, match=r"label_smoothing must lie in \(0, 0.5\) for the robust loss"):
+            robust_loss(*logps, beta=0.1, label_smoothing=smoothing)
+    with pytest.raises(ValueError, match="beta must be positive"):
+        robust_loss(*logps, beta=-1.0, label_smoothing=0.1)
+    with pytest.raises(TypeError):  # robust has no default label_smoothing
+        preference_loss("robust", *logps, beta=0.1)

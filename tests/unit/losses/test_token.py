@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from lalm.data.collators import IGNORE_INDEX
-from lalm.losses.token import lm_loss_sum, mask_of, row_sums, sequence_logps, target_logps, token_logps
+from lalm.losses.full_logits import lm_loss_sum, mask_of, sequence_logps, token_logps
+from lalm.losses.token import row_sums, target_logps
 
 B, L, V = 3, 9, 11
 
