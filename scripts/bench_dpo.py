@@ -263,6 +263,10 @@ def _setup(
 ) -> tuple[Workload, Qwen2ForCausalLM, dict[str, torch.Tensor], dict[str, Any]]:
     """The worker's workload, LLM (on the CPU), all steps' ids, and what the parent checks about it."""
     rss_after_imports = _peak_rss_mb()
+    # Each side is one process on its own: a launcher's (or an earlier in-process run's) rendezvous
+    # variables would make accelerate join a process group on a port that is not ours.
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(name, None)
     if spec["device"] == "cpu":
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed (imported by accelerate) probes for a GPU
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' renames, TRL's defaults
