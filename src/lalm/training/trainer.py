@@ -220,8 +220,8 @@ class Trainer:
         units = max(totals["units"], 1.0)
         grad_norm = self.engine.get_global_grad_norm() if applied else None
         record: dict[str, Any] = {"step": self.state.step, "loss": totals["loss"] / units}
-        skip = {"units", "lr", "seconds", "loss", "tokens", "examples", "nonfinite", "stop", "data_wait_s"}
-        skip.add("positions")
+        skip = {"units", "lr", "seconds", "loss", "tokens", "examples", "nonfinite", "stop"}
+        skip |= {"data_wait_s", "positions"}  # counts and times, reported below in their own form
         record.update(
             {k: v / units for k, v in totals.items() if k not in skip and not k.startswith("dropped/")}
         )
