@@ -41,6 +41,7 @@ def test_stage_trains_what_it_should(chain, stage):
     train = [r for r in records if "lr" in r]
     assert [r["step"] for r in train] == [1, 2, 3]
     assert all(math.isfinite(r["loss"]) and r["tokens"] > 0 for r in train)
+    assert all(r["model_tflops_per_s"] > 0 and 0 < r["packing_efficiency"] <= 1 for r in train)
     assert any("eval/loss" in r and math.isfinite(r["eval/loss"]) for r in records)
     after = snapshot(trainer.engine.module)
     for name, param in trainer.engine.module.named_parameters():

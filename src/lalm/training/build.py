@@ -33,6 +33,7 @@ from lalm.training.checkpoint import CheckpointError, read_state
 from lalm.training.distributed import barrier, from_main, init_distributed, is_main, world_size
 from lalm.training.engine import deepspeed_config, initialize_engine, initialize_reference, use_bf16
 from lalm.training.exits import EXIT_CONFIG, EXIT_LOCKED, TrainingExit
+from lalm.training.flops import step_flops
 from lalm.training.logging import MetricsLogger
 from lalm.training.params import prepare_trainable
 from lalm.training.reference_cache import (
@@ -253,6 +254,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     model = prepare_trainable(AudioLanguageModel(base_model, head), cfg.stage)
     universal = prepare_universal(claim.plan.checkpoint, world)
     extra = universal_checkpoint_config() if universal else None
+    flops = step_flops(model, isinstance(stage, DpoStage))
     engine = initialize_engine(model, cfg.deepspeed, cfg.trainer, cfg.optim, accumulation, extra)
     if reference is not None:
         reference = AudioLanguageModel(reference)
@@ -290,6 +292,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         cfg.trainer,
         accumulation,
         RunContext(run_dir, logger, config, claim.fingerprint, claim.lock),
+        flops,
     )
     if claim.plan.checkpoint is not None:
         trainer.restore(Path(claim.plan.checkpoint), universal)

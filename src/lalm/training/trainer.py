@@ -34,6 +34,7 @@ from lalm.training.distributed import (
 )
 from lalm.training.engine import StepGate
 from lalm.training.exits import EXIT_BAD_DATA, EXIT_DIVERGED, EXIT_REQUEUE, TrainingExit
+from lalm.training.flops import GPU_PEAK_FLOPS, StepFlops
 from lalm.training.logging import MetricsLogger
 from lalm.training.preemption import StopRequest
 from lalm.training.run_folder import RunLock
@@ -99,9 +100,11 @@ class Trainer:
         cfg: TrainerConfig,
         accumulation: int,
         run: RunContext,
+        flops: StepFlops | None = None,
     ) -> None:
         self.engine, self.stage, self.processor, self.data = engine, stage, processor, data
         self.cfg, self.accumulation, self.run = cfg, accumulation, run
+        self.flops = flops  # model FLOP rates (lalm.training.flops), for model_tflops_per_s and mfu
         self.state = TrainState()
         self.device = device()
         self.gate = StepGate(engine)
@@ -212,6 +215,8 @@ class Trainer:
             sums["tokens"] += float(batch["attention_mask"].sum()) - float(batch.get("placeholder_tokens", 0))
             sums["examples"] += float(len(batch["ids"]) - placeholders)
             sums["positions"] += float(batch["input_ids"].numel())  # what the LLM computes, pads included
+            if "feature_attention_mask" in batch:  # each clip once (DPO pairs share theirs)
+                sums["mel_frames"] += float(batch["feature_attention_mask"].sum())
             for dropped in batch["dropped"]:
                 sums[f"dropped/{dropped['reason']}"] += 1
         return dict(sums)
@@ -221,7 +226,11 @@ class Trainer:
         grad_norm = self.engine.get_global_grad_norm() if applied else None
         record: dict[str, Any] = {"step": self.state.step, "loss": totals["loss"] / units}
         skip = {"units", "lr", "seconds", "loss", "tokens", "examples", "nonfinite", "stop"}
-        skip |= {"data_wait_s", "positions"}  # counts and times, reported below in their own form
+        skip |= {
+            "data_wait_s",
+            "positions",
+            "mel_frames",
+        }  # counts and times, reported below in their own form
         record.update(
             {k: v / units for k, v in totals.items() if k not in skip and not k.startswith("dropped/")}
         )
@@ -239,11 +248,23 @@ class Trainer:
             data_wait_fraction=totals.get("data_wait_s", 0.0)
             / max(totals["seconds"] + totals.get("data_wait_s", 0.0), 1e-9),
             examples_seen=self.state.examples_seen,
+            **self._model_flops(totals),
             **_peak_memory(self.device),
             dropped=sum(self.state.dropped.values()),
             skipped=not applied,
         )
         return record
+
+    def _model_flops(self, totals: dict[str, float]) -> dict[str, float]:
+        """Model TFLOP/s per rank by PERF.md's formula, and on a GPU the MFU against GPU_PEAK_FLOPS."""
+        if self.flops is None:
+            return {}
+        flops = self.flops.of(totals["tokens"], totals.get("mel_frames", 0.0))
+        per_rank = flops / max(totals["seconds"], 1e-9) / world_size()
+        out = {"model_tflops_per_s": per_rank / 1e12}
+        if self.device.type == "cuda":
+            out["mfu"] = per_rank / GPU_PEAK_FLOPS
+        return out
 
     # ------------------------------------------------------------------ guards
 
