@@ -48,8 +48,6 @@ forward, lalm only; 0 for TRL and without audio). Attention's own FLOPs are left
 from __future__ import annotations
 
 import argparse
-import copy
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -62,168 +60,29 @@ import tempfile
 import time
 import traceback
 import warnings
-from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2ForCausalLM
 
 try:  # imported as scripts.bench_dpo (the tests)
-    from .bench_dpo_batches import (
-        AUDIO_OFFSET,
-        MEL_BINS,
-        WINDOW_FRAMES,
-        Audio,
-        Workload,
-        audio_token_id,
-        lalm_batch,
-        lalm_batches,
-        make_pairs,
-    )
-    from .bench_dpo_trl import BETA, build_trl_trainer, trl_config
+    from . import bench_dpo_batches, bench_dpo_lalm, bench_dpo_trl
 except ImportError:  # run as scripts/bench_dpo.py: its folder is sys.path[0]
-    from bench_dpo_batches import (  # type: ignore[no-redef]
-        AUDIO_OFFSET,
-        MEL_BINS,
-        WINDOW_FRAMES,
-        Audio,
-        Workload,
-        audio_token_id,
-        lalm_batch,
-        lalm_batches,
-        make_pairs,
-    )
-    from bench_dpo_trl import BETA, build_trl_trainer, trl_config  # type: ignore[no-redef]
+    import bench_dpo_batches  # type: ignore[no-redef]
+    import bench_dpo_lalm  # type: ignore[no-redef]
+    import bench_dpo_trl  # type: ignore[no-redef]
 
-MAX_GRAD_NORM = 1.0  # TrainingArguments' default, applied on both sides
-
-
-@dataclass
-class Shape:
-    hidden: int = 256
-    layers: int = 4
-    heads: int = 4
-    kv_heads: int = 2
-    intermediate: int = 1024
-    # A real vocabulary at a small width: the LM head then costs as much as the layers, as it does in
-    # small LLMs (Qwen2-0.5B: 896 wide, 151k tokens), so the head's handling shows in the timing.
-    vocab: int = 32000
-
-
-SHAPES = {"tiny": Shape(), "qwen2-1.5b": Shape(1536, 28, 12, 2, 8960, 151936)}  # Qwen2-1.5B's config
-ENCODERS = {
-    "tiny": {"encoder_layers": 1, "d_model": 64, "encoder_attention_heads": 2, "encoder_ffn_dim": 128},
-    "whisper-large": {
-        "encoder_layers": 32,
-        "d_model": 1280,
-        "encoder_attention_heads": 20,
-        "encoder_ffn_dim": 5120,
-    },
-}
+Audio, Workload = bench_dpo_batches.Audio, bench_dpo_batches.Workload
+Shape, SHAPES, ENCODERS = bench_dpo_lalm.Shape, bench_dpo_lalm.SHAPES, bench_dpo_lalm.ENCODERS
+AUDIO_OFFSET = bench_dpo_batches.AUDIO_OFFSET
 # (pairs, prompt, completion). gpu: the issue's rows; cpu: 8 and 2 pairs keep a CPU step near a second.
 WORKLOADS = {
     "cpu": {"short": (8, 90, 21), "long": (2, 256, 256)},
     "gpu": {"short": (32, 90, 21), "long": (8, 256, 256)},
 }
-
-
-def build_llm(shape: Shape, seed: int) -> Qwen2ForCausalLM:
-    """The text-only LLM both sides start from: the same weights for the same seed, in any process."""
-    config = Qwen2Config(
-        vocab_size=shape.vocab,
-        hidden_size=shape.hidden,
-        intermediate_size=shape.intermediate,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        num_key_value_heads=shape.kv_heads,
-        max_position_embeddings=4096,
-        tie_word_embeddings=False,  # lalm's models are untied (lalm.config.model.TinyModelConfig)
-        eos_token_id=shape.vocab - 1,
-    )
-    torch.manual_seed(seed)
-    return Qwen2ForCausalLM(config).float()
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """SHA-1 of the state dict: the two worker processes prove they start from the same weights."""
-    digest = hashlib.sha1()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()
-
-
-class LalmDpo:
-    """lalm's side: Qwen2-Audio around `llm` (wrapped in AudioLanguageModel), DpoStage against a frozen
-    copy, AdamW over the trainable parameters (LLM and projector; the encoder is frozen)."""
-
-    def __init__(
-        self,
-        llm: Qwen2ForCausalLM,
-        encoder: str,
-        device: torch.device,
-        bf16: bool,
-        lr: float,
-        checkpointing: str = "none",
-    ):
-        from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
-
-        from lalm.config.train import DpoStageConfig
-        from lalm.models.encoder import enable_length_aware_encoder
-        from lalm.models.training import AudioLanguageModel, enable_activation_checkpointing
-        from lalm.stages.dpo import DpoStage
-
-        audio_config = {
-            **ENCODERS[encoder],
-            "num_mel_bins": MEL_BINS,
-            "max_source_positions": WINDOW_FRAMES // 2,
-        }
-        config = Qwen2AudioConfig(
-            text_config=llm.config.to_dict(),
-            audio_config=audio_config,
-            audio_token_index=audio_token_id(llm.config.vocab_size),
-        )
-        with device:  # a Whisper-large encoder initialises in seconds on a GPU; its weights are random
-            hf = Qwen2AudioForConditionalGeneration(config).float()
-        hf.model.language_model.load_state_dict(llm.model.state_dict())
-        hf.lm_head.load_state_dict(llm.lm_head.state_dict())
-        enable_length_aware_encoder(hf)  # without it the encoder insists on the 30-s window
-        hf.model.audio_tower.requires_grad_(False)  # DPO's default (configs/stage/dpo.yaml train_encoder)
-        self.encoder_params = sum(p.numel() for p in hf.model.audio_tower.parameters())
-        reference = copy.deepcopy(hf).eval().requires_grad_(False)
-        enable_activation_checkpointing(hf, checkpointing)  # trainer.activation_checkpointing's switch
-        self.model = AudioLanguageModel(hf).train()
-        self.stage = DpoStage(DpoStageConfig(beta=BETA), reference)
-        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        fused = device.type == "cuda"
-        self.optimizer = torch.optim.AdamW(self.trainable, lr=lr, weight_decay=0.0, fused=fused)
-        self.device, self.bf16 = device, bf16
-
-    def _precision(self) -> AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
-
-    def cache_reference(self, batches: list[dict[str, Any]]) -> None:
-        """Give each batch its reference log-probs, (2N,) float32 in row order, as
-        lalm.training.reference_cache does; then release the reference model."""
-        for batch in batches:
-            with self._precision():
-                batch["reference_logps"] = self.stage.reference_sequence_logps(None, batch)[0].float()
-        self.stage.release_reference()
-
-    def step(self, batch: dict[str, Any]) -> Any:
-        """One optimizer step -> StepOutput. The loss is divided by the step's pairs as lalm's Trainer
-        does (StepOutput.loss is a sum), so both sides take the same update."""
-        with self._precision():
-            out = self.stage.forward(self.model, batch)
-            loss = out.loss / out.units
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.trainable, MAX_GRAD_NORM)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return out
 
 
 def _synchronize(device: torch.device) -> None:
@@ -272,10 +131,12 @@ def _setup(
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' renames, TRL's defaults
     torch.set_num_threads(spec["threads"])
     shape, workload = Shape(**spec["shape"]), Workload(**spec["workload"])
-    data = make_pairs(workload, spec["warmup"] + spec["steps"], shape.vocab, spec["seed"])
-    llm = build_llm(shape, spec["seed"])
+    data = bench_dpo_batches.make_pairs(workload, spec["warmup"] + spec["steps"], shape.vocab, spec["seed"])
+    llm = bench_dpo_lalm.build_llm(shape, spec["seed"])
     setup = {
-        "digest": weights_digest(llm),  # of the LLM alone: lalm's audio model wraps these weights
+        "digest": bench_dpo_lalm.weights_digest(
+            llm
+        ),  # of the LLM alone: lalm's audio model wraps these weights
         "llm_params": sum(p.numel() for p in llm.parameters()),
         "rss_after_imports_mb": rss_after_imports,
     }
@@ -289,9 +150,9 @@ def _lalm_worker(conn: Connection, spec: dict[str, Any]) -> None:
         audio = Audio(spec["audio_seconds"]) if spec["audio_seconds"] else None
         vocab = llm.config.vocab_size
         checkpointing = spec.get("lalm_activation_checkpointing", "none")
-        lalm = LalmDpo(llm, spec["encoder"], device, spec["bf16"], spec["lr"], checkpointing)
+        lalm = bench_dpo_lalm.LalmDpo(llm, spec["encoder"], device, spec["bf16"], spec["lr"], checkpointing)
         del llm
-        batches = lalm_batches(data, workload.pairs, vocab, audio, spec["seed"])
+        batches = bench_dpo_batches.lalm_batches(data, workload.pairs, vocab, audio, spec["seed"])
         batches = [_to_device(batch, device) for batch in batches]
         cache_s = None
         if spec["reference"] == "cached":
@@ -322,7 +183,9 @@ def _trl_worker(conn: Connection, spec: dict[str, Any]) -> None:
         workload, llm, data, setup = _setup(spec)
         device = torch.device(spec["device"])
         n = workload.pairs
-        first = lalm_batch(data["prompt"][:n], data["chosen"][:n], data["rejected"][:n])["input_ids"]
+        first = bench_dpo_batches.lalm_batch(data["prompt"][:n], data["chosen"][:n], data["rejected"][:n])[
+            "input_ids"
+        ]
         clock: dict[str, float] = {}
 
         def begin() -> None:
@@ -335,9 +198,11 @@ def _trl_worker(conn: Connection, spec: dict[str, Any]) -> None:
             conn.send({"seconds": time.perf_counter() - clock["start"], **last})
 
         with tempfile.TemporaryDirectory(prefix="bench_dpo_trl_") as output_dir:
-            config = trl_config(spec, n, workload.prompt + workload.completion, output_dir)  # no truncation
+            config = bench_dpo_trl.trl_config(
+                spec, n, workload.prompt + workload.completion, output_dir
+            )  # no truncation
             llm.to(device)  # type: ignore[arg-type]  # (transformers types .to through a decorator)
-            trainer = build_trl_trainer(llm, data, config, first, begin, end)
+            trainer = bench_dpo_trl.build_trl_trainer(llm, data, config, first, begin, end)
             del llm
             conn.send({**setup, "gradient_checkpointing": bool(trainer.args.gradient_checkpointing)})
             trainer.train()

@@ -27,6 +27,7 @@ from lalm.data.collators import real_ids
 from lalm.data.sampling import evaluation_batches
 from lalm.stages.base import Batch, to_device
 from lalm.training.distributed import all_gather, barrier, from_main, is_main, rank, world_size
+from lalm.training.run_folder import file_sha256
 
 FILE_NAME = "reference_logps.pt"
 
@@ -54,18 +55,7 @@ def files_digest(folder: str | Path) -> str:
     """sha256 over every file of a checkpoint folder (names and contents, in sorted order)."""
     digest = hashlib.sha256()
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def file_digest(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
+        digest.update(f"{path.relative_to(folder)}\0{file_sha256(path)}\0".encode())
     return digest.hexdigest()
 
 
@@ -74,7 +64,7 @@ def cache_key(reference_dir: str, manifests: dict[str, str], settings: dict[str,
     that change tokenisation (max_length, prompt seed, system prompt)."""
     return {
         "reference": files_digest(reference_dir),
-        "manifests": {split: file_digest(path) for split, path in sorted(manifests.items())},
+        "manifests": {split: file_sha256(path) for split, path in sorted(manifests.items())},
         "settings": dict(sorted(settings.items())),
     }
 

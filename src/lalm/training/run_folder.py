@@ -89,13 +89,17 @@ def _holds_run(run_dir: Path) -> list[str]:
     return found
 
 
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def data_fingerprint(manifest: str | Path, examples: int) -> dict[str, Any]:
     """What the train stream's positions depend on besides the config: the manifest's examples."""
-    digest = hashlib.sha256()
-    with Path(manifest).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"train_examples": examples, "train_sha256": digest.hexdigest()}
+    return {"train_examples": examples, "train_sha256": file_sha256(manifest)}
 
 
 def _check_compatible(checkpoint: Path, config: dict[str, Any], fingerprint: dict[str, Any] | None) -> None:
