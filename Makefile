@@ -29,10 +29,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-system-deps: ## install espeak-ng and sox (needed by the synthetic corpus) when missing
+system-deps: ## install espeak-ng and sox (needed by the synthetic corpus) when missing; ffmpeg too where we are root (optional: MELD's MP4 clips)
 	@missing=""; for tool in espeak-ng sox; do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	root=""; [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && root=1; \
+	if [ -n "$$root" ] && ! command -v ffmpeg >/dev/null 2>&1; then \
+		echo "installing ffmpeg with apt-get (optional)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null || true; \
+	fi; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	if [ -n "$$root" ]; then \
 		echo "installing$$missing with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng sox libsndfile1 >/dev/null; \
 	else \
@@ -71,3 +76,8 @@ test-gpu: install ## run the GPU tests (needs a CUDA machine)
 bench: install ## CPU benchmarks: encoder on the real audio length; lalm's DPO step vs TRL's (outputs/bench/dpo_cpu.json: ratio_vs_trl)
 	$(PY) scripts/bench_encoder.py
 	$(PY) scripts/bench_dpo.py --output outputs/bench/dpo_cpu.json
+
+CORPUS ?= .gpu_corpus
+.PHONY: bench-gpu
+bench-gpu: ## GPU benchmark of issue 10 (no install: docs/gpu-run.md; PY=python3 CORPUS=DIR): outputs/bench/bench_gpu.{json,md}
+	$(PY) scripts/bench_gpu.py --corpus $(CORPUS)

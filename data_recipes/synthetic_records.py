@@ -16,9 +16,10 @@ from typing import Any
 
 from data_recipes import synthetic_text as st
 from lalm.config.data import SyntheticRecipeConfig
-from lalm.data.prompts import LANGUAGE_CODES, PROMPT_LANGUAGES, language_name, select_prompt
+from lalm.data.prompts import PROMPT_LANGUAGES, language_name, select_prompt
 
 Record = dict[str, Any]
+LANGUAGE_CODES = st.LANGUAGES  # the languages the synthetic corpus speaks
 SPEECH_TASKS = ("s2tt", "lid", "gender", "style")  # each utterance: asr plus one of these
 LABELS: dict[str, dict[str, str]] = {
     "male": {"en": "male", "zh": "男性"},

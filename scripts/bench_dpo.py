@@ -222,13 +222,14 @@ def _receive(conn: Connection, side: str) -> dict[str, Any]:
     return message
 
 
-def _run_lockstep(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Both sides in spawned processes, stepped alternately; {side: {setup, steps, final}}, final: the
-    peak RSS (and GPU memory) after the last step."""
+def _run_lockstep(spec: dict[str, Any], only: str | None = None) -> dict[str, dict[str, Any]]:
+    """Both sides (or `only` one: "lalm" or "trl") in spawned processes, stepped alternately;
+    {side: {setup, steps, final}}, final: the peak RSS (and GPU memory) after the last step."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     sides = {"lalm": _lalm_worker, "trl": _trl_worker}
+    sides = {only: sides[only]} if only else sides
     conns, processes = {}, {}
     for side, target in sides.items():
         parent, child = context.Pipe()
@@ -297,13 +298,28 @@ def step_flops(
     return {"lalm": llm + encoder, "trl": llm}
 
 
-def run_workload(args: argparse.Namespace, shape: Shape, workload: Workload) -> dict[str, Any]:
+def make_spec(args: argparse.Namespace, shape: Shape, workload: Workload) -> dict[str, Any]:
+    """What a worker process is told: parse_args' options, the LLM shape and the rows."""
     keys = ("warmup", "steps", "seed", "lr", "threads", "trl_gradient_checkpointing", "device", "bf16")
     spec = {key: getattr(args, key) for key in keys}
     spec |= {"audio_seconds": args.audio_seconds, "encoder": args.encoder, "reference": args.reference}
     spec["lalm_activation_checkpointing"] = args.lalm_activation_checkpointing
-    spec |= {"shape": asdict(shape), "workload": asdict(workload)}
-    runs = _run_lockstep(spec)
+    return spec | {"shape": asdict(shape), "workload": asdict(workload)}
+
+
+def run_trl_alone(args: argparse.Namespace, shape: Shape, workload: Workload) -> dict[str, Any]:
+    """TRL's side only (scripts/bench_gpu.py compares it with lalm's real trainer): its setup, every
+    step's seconds and loss, and its final peak memory. Step 0 must give log 2, as in the lockstep run."""
+    run = _run_lockstep(make_spec(args, shape, workload), only="trl")["trl"]
+    loss = run["steps"][0]["loss"]
+    tolerance = 1e-3 if args.bf16 else 1e-4
+    if abs(loss - math.log(2)) > tolerance:
+        raise RuntimeError(f"TRL's step-0 loss is {loss:.6f}, not log 2: policy != reference?")
+    return run
+
+
+def run_workload(args: argparse.Namespace, shape: Shape, workload: Workload) -> dict[str, Any]:
+    runs = _run_lockstep(make_spec(args, shape, workload))
     audio = Audio(args.audio_seconds) if args.audio_seconds else None
     result: dict[str, Any] = {**asdict(workload), "tokens_per_step": workload.tokens_per_step}
     result.update(_check_same_start(runs, audio is not None, args.bf16))

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from lalm.config.model import PretrainedModelConfig
-from lalm.data.collators import model_inputs
+from lalm.data.collators import CollatorConfig, model_inputs
 from lalm.data.dataset import ManifestDataset
 from lalm.data.sampling import LengthGroupedStream, record_cost
 from lalm.losses.full_logits import lm_loss_sum
@@ -72,7 +72,7 @@ def main() -> None:
     model.to(device).train()
     dataset = ManifestDataset.from_manifest(f"{args.data}/pretrain/train.jsonl", "pretrain")
     stage = LanguageModelingStage("pretrain")
-    collator = stage.collator(processor, 4096)
+    collator = stage.collator(processor, CollatorConfig(max_length=4096))
     base = stage.sample_stream(dataset, 0)
     costs = [record_cost(record) for record in dataset.records]
     orders = {

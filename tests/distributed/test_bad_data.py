@@ -100,7 +100,7 @@ def _corpus(corpus_dir: Path, stage: str, split: str, n: int, skip: int = 0) -> 
 
 
 def _bad_files(folder: Path, real_wav: Path) -> dict[str, Path]:
-    """One file of each bad kind (and a clip longer than the tiny model's 6-s window)."""
+    """One file of each bad kind (and a 7-s clip: longer than the pretraining run's max_audio_seconds)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {name: folder / f"{name}.wav" for name in ("zero", "text", "chopped", "nan", "long")}
     files["zero"].write_bytes(b"")
@@ -141,7 +141,7 @@ def pretrain(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         (1, 1, 1): (files["nan"], "nonfinite_audio"),
         (0, 2, 0): (shorter, "duration_mismatch"),
         (0, 2, 1): (None, "longer_than_max_length"),
-        (1, 2, 0): (files["long"], "audio_longer_than_window"),
+        (1, 2, 0): (files["long"], "audio_longer_than_max_audio_seconds"),
     }
     expected = []
     for (rank, step, slot), (audio, reason) in plants.items():
@@ -167,7 +167,8 @@ def pretrain(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     dev[0]["audio"] = {"path": str(files["text"]), "duration": None}
     dev[1]["audio"] = {"path": str(files["zero"]), "duration": None}
     train_manifest = _write(out / "train.jsonl", records)
-    _train(out, corpus_dir, train_manifest, dev, "stage=pretrain", "stage.ctc_weight=0.5")
+    overrides = ("stage=pretrain", "stage.ctc_weight=0.5", "data.max_audio_seconds=6.5")
+    _train(out, corpus_dir, train_manifest, dev, *overrides)
     return {"run": out / "pretrain", "expected": expected, "manifest": train_manifest}
 
 

@@ -167,12 +167,13 @@ def _first(corpus_dir: Path, kind: str, n: int) -> list[dict]:
 
 
 def test_bad_clips_are_skipped_counted_and_named(corpus_dir, checkpoint, tmp_path):
-    """Broken files in eval manifests: the run completes; unusable audio is left out of the scores,
-    an over-long clip is scored as wrong; each is counted by reason and named in bad_examples.jsonl."""
+    """Broken files in eval manifests: the run completes; unusable audio is left out of the scores and
+    counted by reason and named in bad_examples.jsonl. A clip longer than the encoder's window is no
+    longer one of them: it is cut into windows and scored (lalm.data.features)."""
     (tmp_path / "zero.wav").write_bytes(b"")
     whole = Path(_first(corpus_dir, "pretrain", 1)[0]["audio"]["path"]).read_bytes()
     (tmp_path / "chopped.wav").write_bytes(whole[: len(whole) // 2])
-    write_audio(tmp_path / "long.wav", np.zeros(7 * 16_000))  # the tiny model's window is 6 s
+    write_audio(tmp_path / "long.wav", np.zeros(7 * 16_000))  # the tiny model's window is 6 s: 2 windows
     (tmp_path / "text.wav").write_text("not audio\n")
     pretrain = _first(corpus_dir, "pretrain", 6)
     # Tiny durations sort these two first (by length): together they are one all-dropped batch of 2.
@@ -194,15 +195,14 @@ def test_bad_clips_are_skipped_counted_and_named(corpus_dir, checkpoint, tmp_pat
     cfg.generation.max_new_tokens = 4
     metrics = run_evaluation(cfg)
 
-    assert metrics["generation/dropped"] == 3
+    assert metrics["generation/dropped"] == 2
     assert (
         metrics["generation/dropped/empty_audio"] == 1 and metrics["generation/dropped/truncated_audio"] == 1
     )
-    assert metrics["generation/dropped/audio_longer_than_window"] == 1
     assert metrics["preference/dropped"] == 1 and metrics["preference/dropped/unreadable_audio"] == 1
     assert metrics["preference/n"] == 3
     scored = sum(v for k, v in metrics.items() if k.endswith("/n") and not k.startswith("preference"))
-    assert scored == 4  # 6 examples, 2 with unusable audio left out; the over-long one scored as wrong
+    assert scored == 4  # 6 examples, 2 with unusable audio left out; the 7-s one scored like the rest
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [r["drop_reason"] for r in rows] == [
         None,
@@ -210,13 +210,44 @@ def test_bad_clips_are_skipped_counted_and_named(corpus_dir, checkpoint, tmp_pat
         "empty_audio",
         None,
         "truncated_audio",
-        "audio_longer_than_window",
+        None,
     ]
-    assert [r["dropped"] for r in rows] == [False, False, True, False, True, True]
+    assert [r["dropped"] for r in rows] == [False, False, True, False, True, False]
     bad = {b["id"]: b for b in map(json.loads, (out / "bad_examples.jsonl").read_text().splitlines())}
-    assert set(bad) == {pretrain[i]["id"] for i in (2, 4, 5)} | {dpo[1]["id"]}
+    assert set(bad) == {pretrain[i]["id"] for i in (2, 4)} | {dpo[1]["id"]}
     assert bad[pretrain[4]["id"]]["source"] == f"{tmp_path / 'pre.jsonl'}:5"
     assert bad[pretrain[4]["id"]]["file"] == str(tmp_path / "chopped.wav")
-    assert bad[pretrain[5]["id"]]["file"] == str(tmp_path / "long.wav")
     assert bad[dpo[1]["id"]]["source"] == f"{tmp_path / 'dpo.jsonl'}:2"
     assert all(b["detail"] for b in bad.values())
+
+
+def test_clips_longer_than_the_window_are_evaluated(corpus_dir, checkpoint, tmp_path):
+    """A manifest of clips 2.4 windows long (14.5 s; the tiny model's window is 6 s): generation and
+    preference scoring both run on them, nothing is dropped."""
+    rng = np.random.default_rng(0)
+    pretrain, dpo = _first(corpus_dir, "pretrain", 2), _first(corpus_dir, "dpo", 2)
+    for i, record in enumerate(pretrain):
+        write_audio(tmp_path / f"long{i}.wav", 0.1 * rng.standard_normal(int(14.5 * 16_000)))
+        record["audio"] = {"path": str(tmp_path / f"long{i}.wav"), "duration": 14.5}
+    for i, record in enumerate(dpo):
+        record["prompt"][0]["content"][0]["audio"] = {"path": str(tmp_path / f"long{i}.wav")}
+    for name, records in (("pre.jsonl", pretrain), ("dpo.jsonl", dpo)):
+        (tmp_path / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    out = tmp_path / "eval"
+    cfg = EvalConfig(
+        checkpoint=str(checkpoint),
+        manifests=[str(tmp_path / "pre.jsonl"), str(tmp_path / "dpo.jsonl")],
+        output_dir=str(out),
+        reference=str(checkpoint),
+        batch_size=2,
+    )
+    cfg.generation.max_new_tokens = 4
+    metrics = run_evaluation(cfg)
+
+    assert metrics["generation/dropped"] == 0 and metrics["preference/dropped"] == 0
+    assert metrics["preference/n"] == 2
+    scored = sum(v for k, v in metrics.items() if k.endswith("/n") and not k.startswith("preference"))
+    assert scored == 2
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [r["dropped"] for r in rows] == [False, False]
+    assert (out / "bad_examples.jsonl").read_text() == ""

@@ -1,6 +1,10 @@
 """validate_data(): a TrainConfig against its manifests, before any model is built.
 
-fewest_tokens / example_bounds bound an example's length from below, whatever the tokenizer.
+fewest_tokens / example_bounds bound an example's length from below, whatever the tokenizer. A clip
+longer than the encoder's window is cut into windows whose tokens fill its one span
+(lalm.data.features); their count is never below the one-window formula for the whole clip used here
+(equal without overlap when the window is a multiple of 4 mel frames, as Whisper's 3,000 and every
+whole-second window are; an overlap only adds tokens), so the bound holds for long clips too.
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ def example_bounds(stage: str, records: Any, tolerance_s: float) -> Iterator[tup
 
 
 def _window_samples(cfg: TrainConfig) -> int | None:
-    """The encoder's window in samples (a longer clip drops its example), where the config tells
+    """The encoder's window in samples (a longer clip is cut into windows), where the config tells
     without loading a model: the tiny model's window_seconds, or a checkpoint's preprocessor_config."""
     from lalm.data.audio import SAMPLE_RATE
 
@@ -86,29 +90,54 @@ def _window_samples(cfg: TrainConfig) -> int | None:
         return None
 
 
+def _overlap_errors(cfg: TrainConfig) -> list[str]:
+    """data.long_audio_overlap_s must leave each window a step forward (the collator refuses it too)."""
+    from lalm.data.audio import SAMPLE_RATE
+
+    window, overlap = _window_samples(cfg), cfg.data.long_audio_overlap_s
+    if window is None or round(overlap * SAMPLE_RATE) < window:
+        return []
+    return [
+        f"data.long_audio_overlap_s={overlap} is not shorter than the encoder's window "
+        f"({window / SAMPLE_RATE:g} s): long clips could not advance; lower it"
+    ]
+
+
+def _manifest_name(cfg: TrainConfig, name: str) -> str:
+    """How messages name a manifest: its path, or with data.mixture the train sources'."""
+    if name == "train_manifest" and cfg.data.mixture.sources is not None:
+        sources = ", ".join(str(source.path) for source in cfg.data.mixture.sources)
+        return f"the train sources of data.mixture ({sources})"
+    return manifest_path(cfg, name)
+
+
 def _length_errors(cfg: TrainConfig, records: Any, name: str) -> list[str]:
-    """A manifest none of whose examples fits data.max_length and the encoder's window: every one
-    would be dropped by the collator."""
-    limit, window = cfg.data.max_length, _window_samples(cfg)
-    fewest_tokens_seen, fits_window, fits_length = None, False, False
+    """A manifest none of whose examples fits data.max_length and data.max_audio_seconds: every one
+    would be dropped by the collator. (A clip longer than the encoder's window fits: it is windowed.)"""
+    from lalm.data.audio import SAMPLE_RATE
+
+    limit, seconds = cfg.data.max_length, cfg.data.max_audio_seconds
+    fewest_tokens_seen, fits_audio, fits_length = None, False, False
     for tokens, longest in example_bounds(cfg.stage.name, records, cfg.data.duration_tolerance_s):
-        in_window = window is None or longest <= window
-        if in_window and tokens <= limit:
+        short_enough = longest <= seconds * SAMPLE_RATE
+        if short_enough and tokens <= limit:
             return []
-        fits_window |= in_window
+        fits_audio |= short_enough
         fits_length |= tokens <= limit
         fewest_tokens_seen = tokens if fewest_tokens_seen is None else min(fewest_tokens_seen, tokens)
-    path = manifest_path(cfg, name)
+    path = _manifest_name(cfg, name)
     if not fits_length:
         return [
             f"data.max_length={limit} is shorter than every example of {path} (the shortest needs at "
             f"least {fewest_tokens_seen} tokens): raise data.max_length"
         ]
-    if not fits_window:
-        return [f"every example of {path} has a clip longer than the encoder's window ({window} samples)"]
+    if not fits_audio:
+        return [
+            f"every example of {path} has a clip longer than data.max_audio_seconds={seconds:g}: raise it"
+        ]
     return [
-        f"no example of {path} fits both data.max_length={limit} and the encoder's window ({window} "
-        "samples): the short enough ones have clips too long for the window"
+        f"no example of {path} fits both data.max_length={limit} and data.max_audio_seconds={seconds:g}: "
+        "the short enough ones have clips too long"
     ]
 
 
@@ -128,7 +157,7 @@ def _task_weight_errors(weights: dict[str, float], tasks: list[str | None], wher
 def _mixture_errors(cfg: TrainConfig, records: Any) -> list[str]:
     """What the stage's sampling stream draws from must exist in the train manifest."""
     stage = cfg.stage
-    path = manifest_path(cfg, "train_manifest")
+    path = _manifest_name(cfg, "train_manifest")
     weights = dict(getattr(stage, "task_weights", {}))
     if stage.name == "pretrain":
         return _task_weight_errors(weights, list(records["task"]), path) if weights else []
@@ -154,14 +183,16 @@ def _mixture_errors(cfg: TrainConfig, records: Any) -> list[str]:
 
 
 def validate_data(cfg: TrainConfig, train_records: Any, dev_records: Any) -> None:
-    """Config mistakes only the manifests reveal, all in one ConfigError, before any model is built:
-    a data.max_length (or encoder window) no example fits, stage.task_weights naming a task the train
-    manifest does not have, an SFT chat_weight asking for a mode with no examples.
+    """Config mistakes only the manifests (or the model's window) reveal, all in one ConfigError, before
+    any model is built: a data.max_length or data.max_audio_seconds no example fits, an overlap of long
+    clips' windows as long as the window, stage.task_weights naming a task the train manifest does not
+    have, an SFT chat_weight asking for a mode with no examples.
 
     The records are the validated manifests (`datasets.Dataset`, as load_manifest returns them).
     Lengths are lower bounds (see fewest_tokens), so a config that can work is never refused.
     """
     errors = [
+        *_overlap_errors(cfg),
         *_length_errors(cfg, train_records, "train_manifest"),
         *_length_errors(cfg, dev_records, "dev_manifest"),
         *_mixture_errors(cfg, train_records),

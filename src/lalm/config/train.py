@@ -8,6 +8,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from lalm.config.augment import AugmentConfig
+
 STAGE_NAMES = ("pretrain", "sft", "dpo")
 # The keys of lalm.losses.preference.PREFERENCE_LOSSES (a test keeps them equal; the config does not
 # import torch).
@@ -51,6 +53,7 @@ class PretrainStageConfig(StageConfig):
     name: str = "pretrain"
     ctc_weight: float = 0.0
     task_weights: dict[str, float] = field(default_factory=dict)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -64,6 +67,7 @@ class SftStageConfig(StageConfig):
     name: str = "sft"
     chat_weight: float = 0.5
     task_weights: dict[str, float] = field(default_factory=dict)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass
@@ -88,10 +92,38 @@ class DpoStageConfig(StageConfig):
 
 
 @dataclass
+class MixtureSourceConfig:
+    """One source of data.mixture: a train manifest, or a recipe's output folder (its
+    <path>/<stage>/train.jsonl). name defaults to the folder above <stage>/ (or the folder itself);
+    weight: this source's share of the draws, relative to the others' (None: from its size)."""
+
+    path: str = MISSING
+    weight: float | None = None
+    name: str | None = None
+
+
+@dataclass
+class MixtureConfig:
+    """Train on several manifests at once (lalm.data.mixture): each position of the sample stream
+    draws a source by its weight, then the source's next example in its own shuffled passes.
+    Without weights, a source's share is proportional to size^(1/temperature) (1: to its size)."""
+
+    sources: list[MixtureSourceConfig] | None = None  # None: no mixture; [] is refused
+    temperature: float = 1.0
+
+
+@dataclass
 class DataConfig:
-    """Manifests default to <dir>/<stage>/{train,dev}.jsonl (the layout prepare_data.py writes)."""
+    """Manifests default to <dir>/<stage>/{train,dev}.jsonl (the layout prepare_data.py writes).
+
+    mixture.sources: several train manifests with weights instead of the one train manifest (the dev
+    manifest stays <dir>/<stage>/dev.jsonl or dev_manifest). root: a folder that data configs refer
+    to as ${data.root} (configs/data/report_*_mix.yaml: recipe outputs under it).
+    """
 
     dir: str = MISSING
+    root: str | None = None
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
     train_manifest: str | None = None
     dev_manifest: str | None = None
     max_length: int = 1024
@@ -114,6 +146,12 @@ class DataConfig:
     # A clip whose decoded length differs from its manifest `duration` by more than this many
     # seconds is skipped as `duration_mismatch` (the file changed since the manifest was written).
     duration_tolerance_s: float = 0.1
+    # A clip longer than the encoder's window (30 s for Qwen2-Audio) is cut into windows that overlap
+    # by this many seconds, all filling its one audio span (lalm.data.features); one longer than
+    # max_audio_seconds is skipped as `audio_longer_than_max_audio_seconds` (600: CollatorConfig's
+    # default, 15,000 audio tokens).
+    long_audio_overlap_s: float = 0.0
+    max_audio_seconds: float = 600.0
 
 
 @dataclass

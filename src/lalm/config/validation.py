@@ -5,12 +5,14 @@ What only the manifests reveal (lengths, task weights against the data) is lalm.
 
 from __future__ import annotations
 
-import math
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from lalm.config.augment import AugmentConfig, augment_errors
 from lalm.config.checks import did_you_mean, unknown_fields
+from lalm.config.mixture_checks import check, mixture_errors
+from lalm.config.mixture_checks import finite as _finite
 from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
 from lalm.config.train import (
     ACTIVATION_CHECKPOINTING,
@@ -29,14 +31,8 @@ from lalm.config.train import (
     accumulation_steps,
     manifest_path,
 )
-from lalm.data.prompts import TASKS
+from lalm.data.tasks import task_names
 from lalm.errors import ConfigError
-
-
-def check(condition: bool, message: str, errors: list[str]) -> None:
-    """Append `message` to `errors` unless `condition` holds."""
-    if not condition:
-        errors.append(message)
 
 
 def _check_checkpoint(path: str, errors: list[str]) -> None:
@@ -44,10 +40,6 @@ def _check_checkpoint(path: str, errors: list[str]) -> None:
         errors.append(
             f"init_from={path!r} is not a model checkpoint (no config.json): run the previous stage first"
         )
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 Bound = tuple[str, Any, bool, str]  # (setting, value, whether it is acceptable, what it must be)
@@ -103,13 +95,14 @@ def _language_modeling_errors(stage: PretrainStageConfig | SftStageConfig) -> li
             errors,
         )
         return errors
-    # Pretraining tasks are a fixed set.
+    # Tasks come from the registry (lalm.data.tasks).
+    tasks = task_names()
     left_out = {task for task, weight in weights.items() if weight == 0}
-    check(bool(set(TASKS) - left_out), f"stage.task_weights must leave some task in, got {weights}", errors)
-    for task in sorted(set(weights) - set(TASKS)):
+    check(bool(set(tasks) - left_out), f"stage.task_weights must leave some task in, got {weights}", errors)
+    for task in sorted(set(weights) - set(tasks)):
         errors.append(
-            f"stage.task_weights names unknown tasks [{task!r}]{did_you_mean(task, TASKS)}; "
-            f"tasks are {list(TASKS)}"
+            f"stage.task_weights names unknown tasks [{task!r}]{did_you_mean(task, tasks)}; "
+            f"tasks are {list(tasks)}"
         )
     check(
         _finite(stage.ctc_weight) and stage.ctc_weight >= 0,
@@ -172,6 +165,18 @@ def _data_errors(data: DataConfig) -> list[str]:
                 data.duration_tolerance_s,
                 _finite(data.duration_tolerance_s) and data.duration_tolerance_s >= 0,
                 "a number of seconds >= 0",
+            ),
+            (
+                "data.long_audio_overlap_s",
+                data.long_audio_overlap_s,
+                _finite(data.long_audio_overlap_s) and data.long_audio_overlap_s >= 0,
+                "a number of seconds >= 0 (and shorter than the encoder's window)",
+            ),
+            (
+                "data.max_audio_seconds",
+                data.max_audio_seconds,
+                _finite(data.max_audio_seconds) and data.max_audio_seconds > 0,
+                "a number of seconds > 0",
             ),
         ]
     )
@@ -386,7 +391,7 @@ def _run_errors(cfg: TrainConfig) -> list[str]:
         f"resume={cfg.resume!r}: use auto, never or the path of a checkpoint folder (no such path)",
         errors,
     )
-    for name in ("train_manifest", "dev_manifest"):
+    for name in ("train_manifest", "dev_manifest") if cfg.data.mixture.sources is None else ("dev_manifest",):
         path = manifest_path(cfg, name)
         check(
             Path(path).is_file(),
@@ -416,6 +421,8 @@ def validate(cfg: TrainConfig, world_size: int) -> None:
         *_deepspeed_errors(cfg.deepspeed),
         *_trainer_errors(cfg, world_size),
         *_run_errors(cfg),
+        *mixture_errors(cfg),
+        *augment_errors(getattr(cfg.stage, "augment", AugmentConfig())),
     ]
     if errors:
         raise ConfigError("invalid training config", errors)

@@ -194,3 +194,25 @@ def write_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RA
     clipped = np.clip(wave, -1.0, 1.0)
     sf.write(str(path), clipped, sample_rate, subtype="PCM_16")
     return len(clipped) / sample_rate
+
+
+def window_starts(num_samples: int, window: int, overlap: int = 0) -> list[int]:
+    """Where each encoder window of a clip starts (samples). A clip of at most `window` samples is one
+    window; a longer one is cut into windows of `window` samples, each starting `window - overlap`
+    after the previous, the last one holding whatever is left (shorter, never empty).
+
+    Example: 19 s in 6-s windows, no overlap: starts 0, 6, 12, 18 s (the last window 1 s long);
+    with a 1-s overlap: 0, 5, 10, 15 s (the last 4 s long).
+    """
+    if window <= 0 or not 0 <= overlap < window:
+        raise ValueError(
+            f"windows of {window} samples with an overlap of {overlap}: need 0 <= overlap < window"
+        )
+    step = window - overlap
+    extra = max(0, num_samples - window)  # samples past the first window
+    return [k * step for k in range(1 + -(-extra // step))]
+
+
+def split_windows(wave: np.ndarray, window: int, overlap: int = 0) -> list[np.ndarray]:
+    """A waveform (samples,) cut into its encoder windows (window_starts): views, in order."""
+    return [wave[start : start + window] for start in window_starts(len(wave), window, overlap)]

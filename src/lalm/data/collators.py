@@ -7,13 +7,16 @@ Input example (pretrain and sft; the dataset turns a pretrain record into this f
                                                {"type": "text", "text": "Transcribe the speech."}]},
                   {"role": "assistant", "content": [{"type": "text", "text": "Hello."}]}]}
 
-Output (R rows, L tokens, C clips, S audio spans; S == C except for DPO):
+Output (R rows, L tokens, C clips cut into N >= C encoder windows, S audio spans; S == C except for
+DPO):
 
     input_ids (R, L) long, right-padded with <|endoftext|>; attention_mask (R, L) long
     labels (R, L) long: the token id on assistant content and its <|im_end|>, -100 elsewhere
-    input_features (C, mel, F) float32 and feature_attention_mask (C, F) long  [only if C > 0]; F is
-        the longest clip's mel frames + 2, rounded up to a multiple of 4 (lalm.models.encoder), or the
+    input_features (N, mel, F) float32 and feature_attention_mask (N, F) long  [only if C > 0]: one row
+        per encoder window, a clip's windows consecutive and in order (see "Long audio"); F is the
+        longest window's mel frames + 2, rounded up to a multiple of 4 (lalm.models.encoder), or the
         full window with trim_audio=False (what stock transformers' encoder accepts)
+    clip_windows (C,) long: how many of those rows each clip has (1 for a clip within the window)
     audio_clip_index (S,) long: which clip fills the s-th audio span, spans in row-major order
     ids: the E kept examples' ids in row order, a placeholder's (PLACEHOLDER_ID) included; real_ids(batch)
         leaves it out
@@ -30,7 +33,16 @@ Output (R rows, L tokens, C clips, S audio spans; S == C except for DPO):
 With CollatorConfig(pack=True) the rows are then laid end to end without padding (lalm.data.packing:
 input_ids (1, T) plus position_ids, sequence_index and num_rows).
 
-An example is never cut: one longer than max_length, or with a clip longer than the encoder's window,
+Long audio: a clip longer than the encoder's window (feature_extractor.n_samples: 30 s for Qwen2-Audio)
+is cut into consecutive windows, each starting window - overlap samples after the previous
+(CollatorConfig.long_audio_overlap_s), the last one shorter. Each window is its own row of
+input_features, its log-mels computed on that slice alone, and the clip's ONE audio span holds the
+tokens of all its windows in order: a 19-s clip with 6-s windows is
+"Audio 1: <|audio_bos|>" + 475 x <|AUDIO|> (150 + 150 + 150 + 25) + "<|audio_eos|>". Every window
+keeps all its tokens, overlap included, so transformers' own forward (generation) fills the span as
+lalm's does; why, and the exact counts: lalm.data.features.
+
+An example is never cut: one longer than max_length, or with a clip longer than max_audio_seconds,
 is dropped and reported in `dropped` (cutting inside an audio span is what breaks other tools with
 "audio features and audio tokens do not match"). So is a bad-example marker from ManifestDataset
 (audio missing, empty, unreadable, truncated, NaN, shorter than its manifest duration): `reason` is
@@ -59,25 +71,21 @@ import torch
 from transformers import Qwen2AudioProcessor
 
 from lalm.data.audio import AUDIO_REASONS
-from lalm.data.chat import (
-    DEFAULT_SYSTEM_PROMPT,
-    audio_token_count,
-    mel_frame_count,
-    render_chatml,
-    supervised_mask,
-)
+from lalm.data.chat import DEFAULT_SYSTEM_PROMPT, render_chatml, supervised_mask
+from lalm.data.features import ClipFeaturizer, mask_features, span_feature_rows
 from lalm.data.packing import IGNORE_INDEX, pack_batch
-from lalm.models.encoder import trim_features, trimmed_length
 from lalm.models.tokenizer import ENDOFTEXT
 
 Example = dict[str, Any]
 Dropped = dict[str, str | None]
 
-AUDIO_LONGER_THAN_WINDOW = "audio_longer_than_window"
+AUDIO_LONGER_THAN_MAX = "audio_longer_than_max_audio_seconds"
 LONGER_THAN_MAX_LENGTH = "longer_than_max_length"
 # Every reason an example can be left out of a batch: the audio ones (lalm.data.audio) come from
 # ManifestDataset's bad-example markers, the other two from the collators' length checks.
-DROP_REASONS = (*AUDIO_REASONS, AUDIO_LONGER_THAN_WINDOW, LONGER_THAN_MAX_LENGTH)
+DROP_REASONS = (*AUDIO_REASONS, AUDIO_LONGER_THAN_MAX, LONGER_THAN_MAX_LENGTH)
+# 10 minutes: 20 of Qwen2-Audio's 30-s windows, 15,000 audio tokens (DataConfig.max_audio_seconds).
+MAX_AUDIO_SECONDS = 600.0
 PLACEHOLDER_SECONDS = 0.1  # the placeholder's silent clip: 2 audio tokens, negligible encoder work
 PLACEHOLDER_ID = "<placeholder>"
 
@@ -89,6 +97,10 @@ class CollatorConfig:
     pad_to_multiple_of: int = 1
     trim_audio: bool = True
     pack: bool = False  # rows end to end in one padding-free sequence (lalm.data.packing)
+    # A clip longer than the encoder's window is cut into windows overlapping by this many seconds
+    # (see "Long audio" above); one longer than max_audio_seconds drops its example.
+    long_audio_overlap_s: float = 0.0
+    max_audio_seconds: float = MAX_AUDIO_SECONDS
 
 
 @dataclass
@@ -117,37 +129,35 @@ class _BaseCollator:
         self.feature_extractor = processor.feature_extractor
         self.config = config or CollatorConfig()
         self.pad_id = self.tokenizer.convert_tokens_to_ids(ENDOFTEXT)
+        self.featurizer = ClipFeaturizer(
+            self.feature_extractor, self.config.long_audio_overlap_s, self.config.trim_audio
+        )
+        if not self.config.max_audio_seconds > 0:
+            raise ValueError(f"max_audio_seconds={self.config.max_audio_seconds}: must be > 0")
 
-    def _token_counts(self, clips: Sequence[np.ndarray]) -> list[int] | None:
-        """Audio tokens per clip, or None if a clip does not fit the encoder's window."""
-        window = self.feature_extractor.n_samples
-        if any(len(clip) > window for clip in clips):
-            return None
-        hop = self.feature_extractor.hop_length
-        return [audio_token_count(mel_frame_count(len(clip), hop)) for clip in clips]
+    def _token_counts(self, clips: Sequence[np.ndarray]) -> list[int]:
+        """Audio tokens per clip: its windows' encoder frames (25 per second), summed (see "Long audio")."""
+        return [self.featurizer.token_count(clip) for clip in clips]
 
     def _audio_of(
         self, example: Example, messages: Sequence[dict[str, Any]], dropped: list[Dropped]
     ) -> tuple[list[np.ndarray], list[int]] | None:
         """(clips, audio tokens per clip) of a usable example; None after reporting a bad marker or a
-        clip longer than the encoder's window in `dropped`."""
+        clip longer than max_audio_seconds in `dropped`."""
         if "bad" in example:
             bad = example["bad"]
             self._drop(dropped, example, bad["reason"], bad.get("file"), bad.get("detail", ""))
             return None
         items = _audio_items(messages)
-        clips = [item["waveform"] for item in items]
-        counts = self._token_counts(clips)
-        if counts is None:
-            window = self.feature_extractor.n_samples
-            item = next(item for item in items if len(item["waveform"]) > window)
-            rate = self.feature_extractor.sampling_rate
-            detail = (
-                f"a {len(item['waveform']) / rate:.2f}-s clip; the encoder's window is {window / rate:.2f} s"
-            )
-            self._drop(dropped, example, AUDIO_LONGER_THAN_WINDOW, item.get("file"), detail)
+        rate, limit = self.feature_extractor.sampling_rate, self.config.max_audio_seconds
+        too_long = [item for item in items if len(item["waveform"]) > limit * rate]
+        if too_long:
+            seconds = len(too_long[0]["waveform"]) / rate
+            detail = f"a {seconds:.2f}-s clip; max_audio_seconds is {limit:g}"
+            self._drop(dropped, example, AUDIO_LONGER_THAN_MAX, too_long[0].get("file"), detail)
             return None
-        return clips, counts
+        clips = [item["waveform"] for item in items]
+        return clips, self._token_counts(clips)
 
     def _row(
         self, messages: Sequence[dict[str, Any]], counts: Sequence[int], generation: bool = False
@@ -158,33 +168,6 @@ class _BaseCollator:
         mask = supervised_mask(encoded["offset_mapping"], spans)
         labels = [tok if keep else IGNORE_INDEX for tok, keep in zip(ids, mask, strict=True)]
         return _Row(ids, labels, len(counts))
-
-    def _features(self, clips: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        if not clips:
-            return {}
-        extractor = self.feature_extractor
-        samples = extractor.n_samples
-        if self.config.trim_audio:
-            # Log-mels only as far as the cut reaches: frame i reads samples up to i x hop + n_fft / 2, so
-            # padding to that many samples gives the kept frames exactly as the full window would (the
-            # per-clip maximum the extractor clamps against comes from the clip, not its padding).
-            longest = max(mel_frame_count(len(clip), extractor.hop_length) for clip in clips)
-            frames = trimmed_length(torch.tensor([longest]), extractor.nb_max_frames)
-            reach = frames + -(-(extractor.n_fft // 2) // extractor.hop_length)
-            samples = min(samples, reach * extractor.hop_length)
-        out = extractor(
-            list(clips),
-            sampling_rate=extractor.sampling_rate,
-            padding="max_length",
-            max_length=samples,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        features, mask = out["input_features"].float(), out["attention_mask"].long()
-        if self.config.trim_audio:
-            # A clip's frames do not depend on which clips share its batch (tested against the full window).
-            features, mask = trim_features(features, mask)
-        return {"input_features": features, "feature_attention_mask": mask}
 
     def _pad(self, rows: Sequence[_Row], left: bool = False) -> dict[str, torch.Tensor]:
         """Right padding for training; left padding for generation (new tokens follow the prompt)."""
@@ -231,10 +214,8 @@ class _BaseCollator:
         silent clip (no system turn), nothing supervised. -> (row, clip (samples,) float32)."""
         rate = self.feature_extractor.sampling_rate
         clip = np.zeros(int(PLACEHOLDER_SECONDS * rate), dtype=np.float32)
-        counts = self._token_counts([clip])
-        assert counts is not None  # 0.1 s fits any window
         user = {"role": "user", "content": [{"type": "audio", "waveform": clip}]}
-        text, _ = render_chatml([user], counts, system_prompt=None)
+        text, _ = render_chatml([user], self._token_counts([clip]), system_prompt=None)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return _Row(ids, [IGNORE_INDEX] * len(ids), 1), clip
 
@@ -251,6 +232,7 @@ class ConversationCollator(_BaseCollator):
         weights: list[float] = []
         tasks: list[str | None] = []
         dropped: list[Dropped] = []
+        draws: list[tuple[dict[str, Any], int] | None] = []  # per clip: its example's augmentation
         for example in examples:
             audio = self._audio_of(example, example.get("messages", []), dropped)
             if audio is None:
@@ -260,6 +242,8 @@ class ConversationCollator(_BaseCollator):
                 continue
             rows.append(row)
             clips.extend(audio[0])
+            augment = example.get("augment")
+            draws.extend((augment, number) if augment else None for number in range(len(audio[0])))
             ids.append(str(example["id"]))
             weights.append(_weight(example))
             tasks.append(example.get("task"))
@@ -273,7 +257,8 @@ class ConversationCollator(_BaseCollator):
             tasks.append(None)
             placeholders = 1
         batch: dict[str, Any] = self._pad(rows, left=self.generation)
-        batch.update(self._features(clips))
+        batch.update(self.featurizer(clips))
+        mask_features(batch, draws)
         batch["audio_clip_index"] = torch.arange(len(clips), dtype=torch.long)
         batch.update(ids=ids, dropped=dropped, example_weights=torch.tensor(weights, dtype=torch.float32))
         batch.update(tasks=tasks, placeholders=placeholders)
@@ -322,7 +307,7 @@ class PreferenceCollator(_BaseCollator):
             references.append((0.0, 0.0))
             placeholders = 1
         batch: dict[str, Any] = self._pad(chosen + rejected)
-        batch.update(self._features(clips))
+        batch.update(self.featurizer(clips))
         flat = [i for spans in clip_index for i in spans]
         batch["audio_clip_index"] = torch.tensor(flat + flat, dtype=torch.long)
         batch.update(num_pairs=len(chosen), ids=ids, dropped=dropped, placeholders=placeholders)
@@ -386,12 +371,14 @@ def real_token_count(batch: dict[str, Any]) -> int:
 def model_inputs(batch: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Arguments for Qwen2AudioForConditionalGeneration.forward.
 
-    The model wants one feature row per audio span, so clips shared by several rows (DPO) are
-    repeated here; a stage that encodes each clip once uses `audio_clip_index` directly instead.
+    The model wants the feature rows of every audio span in span order (it fills the audio tokens
+    with each row's real frames, row after row), so clips shared by several rows (DPO) are repeated
+    here and a long clip brings all its windows; a stage that encodes each clip once uses
+    `audio_clip_index` and `clip_windows` directly instead.
     """
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if "input_features" in batch:
-        index = batch["audio_clip_index"]
-        inputs["input_features"] = batch["input_features"][index]
-        inputs["feature_attention_mask"] = batch["feature_attention_mask"][index]
+        rows = span_feature_rows(batch["audio_clip_index"], batch.get("clip_windows"))
+        inputs["input_features"] = batch["input_features"][rows]
+        inputs["feature_attention_mask"] = batch["feature_attention_mask"][rows]
     return inputs

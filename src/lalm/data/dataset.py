@@ -19,7 +19,9 @@ from typing import Any
 import datasets
 import torch
 
+from lalm.config.augment import AugmentConfig
 from lalm.data.audio import DURATION_TOLERANCE_S, SAMPLE_RATE, AudioRef, load_audio
+from lalm.data.augment import NoiseBank, clip_rng, perturb_waveform
 from lalm.data.manifest import load_manifest
 from lalm.data.prompts import select_prompt
 from lalm.errors import AudioLoadError
@@ -46,14 +48,9 @@ def _decode_messages(
     return decoded
 
 
-def pretrain_messages(record: dict[str, Any], prompt_seed: int) -> list[dict[str, Any]]:
-    """A pretrain record as one user turn (audio, then a natural-language instruction) and the target.
-
-    The instruction is the record's own `prompt` if it has one, else drawn from the prompt library,
-    deterministically from (prompt_seed, task, id), in `prompt_language` if the record fixes it
-    (it must when the target is a label written in one language).
-    """
-    prompt = record.get("prompt") or select_prompt(
+def instruction_of(record: dict[str, Any], prompt_seed: int) -> str:
+    """A pretrain record's instruction: its own `prompt`, else one drawn from its task's library."""
+    return record.get("prompt") or select_prompt(
         record["task"],
         seed=prompt_seed,
         key=record["id"],
@@ -61,6 +58,16 @@ def pretrain_messages(record: dict[str, Any], prompt_seed: int) -> list[dict[str
         target_language=record.get("target_language"),
         prompt_language=record.get("prompt_language"),
     )
+
+
+def pretrain_messages(record: dict[str, Any], prompt_seed: int) -> list[dict[str, Any]]:
+    """A pretrain record as one user turn (audio, then a natural-language instruction) and the target.
+
+    The instruction is the record's own `prompt` if it has one, else drawn from the prompt library,
+    deterministically from (prompt_seed, task, id), in `prompt_language` if the record fixes it
+    (it must when the target is a label written in one language).
+    """
+    prompt = instruction_of(record, prompt_seed)
     user = [{"type": "audio", "audio": record["audio"], "text": None}, {"type": "text", "text": prompt}]
     return [
         {"role": "user", "content": user},
@@ -94,6 +101,17 @@ class ManifestDataset(torch.utils.data.Dataset):
         self.prompt_seed = prompt_seed
         self.sample_rate = sample_rate
         self.duration_tolerance_s = duration_tolerance_s
+        self.augment: AugmentConfig | None = None
+        self.augment_seed = 0
+        self.noises: NoiseBank | None = None
+
+    def augmented(self, cfg: AugmentConfig, seed: int) -> ManifestDataset:
+        """This dataset, its clips augmented by `cfg` (training only; evaluation never augments).
+        Items must then be asked for as (index, stream position): the draws come from
+        (seed, position, clip), see lalm.data.augment."""
+        self.augment, self.augment_seed = (cfg, seed) if cfg.enabled else (None, 0)
+        self.noises = NoiseBank(cfg.noise_manifest, self.sample_rate) if cfg.noise_manifest else None
+        return self
 
     @classmethod
     def from_manifest(
@@ -109,13 +127,35 @@ class ManifestDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> Example:
-        """The decoded example, or a bad-example marker ({"id", "source", "bad"}) if its audio fails."""
+    def __getitem__(self, key: int | tuple[int, int]) -> Example:
+        """The decoded example, or a bad-example marker ({"id", "source", "bad"}) if its audio fails.
+        `key` is an index, or (index, stream position) when the dataset augments."""
+        index, position = key if isinstance(key, tuple) else (key, None)
         record = self.records[int(index)]
         try:
-            return self._decoded(record)
+            example = self._decoded(record)
         except AudioLoadError as err:
             return bad_example(record["id"], record["_source"], err)
+        if self.augment is not None:
+            if position is None:
+                raise ValueError(
+                    "an augmenting dataset needs (index, position) keys: RankBatches(positions=True)"
+                )
+            self._augment(example, int(position))
+        return example
+
+    def _augment(self, example: Example, position: int) -> None:
+        """Perturb every clip of the example in place, clip c drawing from (seed, position, c)."""
+        assert self.augment is not None
+        clips = [item for m in example.get("messages", example.get("prompt", [])) for item in m["content"]]
+        clips = [item for item in clips if item["type"] == "audio"]
+        for number, item in enumerate(clips):
+            rng = clip_rng(self.augment_seed, position, number)
+            item["waveform"] = perturb_waveform(
+                item["waveform"], self.augment, rng, self.noises, self.sample_rate
+            )
+        # The collator draws SpecAugment's masks on the log-mels from the same (seed, position).
+        example["augment"] = {"seed": self.augment_seed, "position": position, "config": self.augment}
 
     def _decode(self, messages: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
         return _decode_messages(messages, source, self.sample_rate, self.duration_tolerance_s)

@@ -17,7 +17,8 @@ from typing import Any
 
 import datasets
 
-from lalm.data.prompts import LANGUAGE_CODES, PROMPT_LANGUAGES, TASKS
+from lalm.data.languages import UnknownLanguageError, check_language
+from lalm.data.tasks import PROMPT_LANGUAGES, UnknownTaskError, get_task
 from lalm.errors import ManifestError
 
 STAGES = ("pretrain", "sft", "dpo")
@@ -73,22 +74,30 @@ def _audio_ref(value: Any, base: Path, check_files: bool) -> dict[str, Any]:
 
 
 def _language(record: Record, field: str, required: bool) -> str | None:
+    """The record's language tag in standard form (any ISO 639 code, lalm.data.languages)."""
     value = record.get(field)
-    if value is None and not required:
+    if value is None:
+        if required:
+            raise _Invalid(f"missing field '{field}' (the task needs it)")
         return None
-    if value not in LANGUAGE_CODES:
-        raise _Invalid(f"field '{field}' must be one of {list(LANGUAGE_CODES)}, got {value!r}")
-    return value
+    try:
+        return check_language(value)
+    except UnknownLanguageError as err:
+        raise _Invalid(f"field '{field}': {err}") from None
 
 
 def _validate_pretrain(record: Record, base: Path, check_files: bool) -> Record:
-    task = _require(record, "task", str)
-    if task not in TASKS:
-        raise _Invalid(f"unknown task {task!r}; known tasks: {list(TASKS)}")
-    target_language = _language(record, "target_language", required=task == "s2tt")
+    name = _require(record, "task", str)
+    try:
+        task = get_task(name)
+    except UnknownTaskError as err:
+        raise _Invalid(str(err)) from None
+    target_language = _language(record, "target_language", required=task.needs_target_language)
     prompt = record.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         raise _Invalid(f"field 'prompt' must be a string, got {prompt!r}")
+    if not prompt and not task.prompts:
+        raise _Invalid(f"task {name!r} has no prompt library: the record must bring its own 'prompt'")
     prompt_language = record.get("prompt_language")
     if prompt_language is not None and prompt_language not in PROMPT_LANGUAGES:
         raise _Invalid(
@@ -97,8 +106,8 @@ def _validate_pretrain(record: Record, base: Path, check_files: bool) -> Record:
     return {
         "id": str(_require(record, "id", (str, int))),
         "audio": _audio_ref(_require(record, "audio", (str, dict)), base, check_files),
-        "task": task,
-        "language": _language(record, "language", required=task in ("asr", "s2tt")),
+        "task": name,
+        "language": _language(record, "language", required=task.needs_language),
         "target_language": target_language,
         "text": _require(record, "text", str),
         "prompt": prompt,

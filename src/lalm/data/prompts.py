@@ -5,8 +5,8 @@ The Qwen2-Audio report (arXiv 2407.10759) replaced those tags with plain natural
 the model sees the same kind of text it will later receive from users, the task vocabulary is no longer
 a fixed token inventory, and varied phrasings keep the model from latching onto one surface form.
 
-This module holds a small library of such instructions, in English and Simplified Chinese, for each
-pretraining task, and a deterministic selector.  Selection hashes ``f"{seed}:{task}:{key}"`` with
+Each task's instructions, in English and Simplified Chinese, live with the task in the registry
+(lalm.data.tasks); this module holds the deterministic selector.  Selection hashes ``f"{seed}:{task}:{key}"`` with
 SHA-256 (never Python's salted ``hash()``), so a given example receives the same prompt in every process
 and every run, while different examples spread over the whole library.
 
@@ -20,45 +20,17 @@ from __future__ import annotations
 import hashlib
 from string import Formatter
 
-from lalm.data.prompt_texts import PROMPTS
-
-TASKS: tuple[str, ...] = ("asr", "s2tt", "lid", "gender", "style", "sound", "caption", "count")
-PROMPT_LANGUAGES: tuple[str, ...] = ("en", "zh")
-LANGUAGE_CODES: tuple[str, ...] = ("en", "zh", "yue", "fr", "it", "es", "de", "ja")
+from lalm.data.languages import language_name
+from lalm.data.tasks import PROMPT_LANGUAGES, UnknownTaskError, get_task
 
 PLACEHOLDERS: frozenset[str] = frozenset({"language", "target_language"})
 
-LANGUAGE_NAMES: dict[str, dict[str, str]] = {
-    "en": {"en": "English", "zh": "英语"},
-    "zh": {"en": "Chinese", "zh": "中文"},
-    "yue": {"en": "Cantonese", "zh": "粤语"},
-    "fr": {"en": "French", "zh": "法语"},
-    "it": {"en": "Italian", "zh": "意大利语"},
-    "es": {"en": "Spanish", "zh": "西班牙语"},
-    "de": {"en": "German", "zh": "德语"},
-    "ja": {"en": "Japanese", "zh": "日语"},
-}
-
-
-class UnknownTaskError(ValueError):
-    """Raised when a task name is not one of :data:`TASKS`."""
-
-    def __init__(self, task: str) -> None:
-        super().__init__(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-        self.task = task
+__all__ = ["PROMPT_LANGUAGES", "UnknownTaskError", "language_name", "placeholders", "select_prompt"]
 
 
 def placeholders(template: str) -> frozenset[str]:
     """Return the names of the ``{...}`` fields used in ``template``."""
     return frozenset(name for _, name, _, _ in Formatter().parse(template) if name is not None)
-
-
-def language_name(code: str, prompt_language: str = "en") -> str:
-    """Name of language ``code`` written in ``prompt_language`` (e.g. ``("fr", "zh") -> "法语"``)."""
-    if code not in LANGUAGE_NAMES:
-        raise ValueError(f"unknown language code {code!r}; expected one of {', '.join(LANGUAGE_CODES)}")
-    _check_prompt_language(prompt_language)
-    return LANGUAGE_NAMES[code][prompt_language]
 
 
 def _check_prompt_language(prompt_language: str) -> None:
@@ -104,8 +76,9 @@ def select_prompt(
     ``target_language``).  Given language codes are always validated, so an unknown code fails for
     every key, not only for keys that land on a template using it.
     """
-    if task not in PROMPTS:
-        raise UnknownTaskError(task)
+    templates = get_task(task).prompts
+    if not templates:
+        raise ValueError(f"task {task!r} has no prompt library: its records must bring their own 'prompt'")
     digest = _digest(task, seed, key)
     if prompt_language is None:
         prompt_language = PROMPT_LANGUAGES[_pick(digest, 0, len(PROMPT_LANGUAGES))]
@@ -115,6 +88,6 @@ def select_prompt(
         for name, code in (("language", language), ("target_language", target_language))
         if code is not None
     }
-    candidates = _usable(PROMPTS[task][prompt_language], frozenset(values), task)
+    candidates = _usable(templates[prompt_language], frozenset(values), task)
     template = candidates[_pick(digest, 8, len(candidates))]
     return template.format(**values)

@@ -7,6 +7,7 @@ seek inside an epoch, and no library offers a seekable weighted mixture, hence t
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -32,22 +33,78 @@ class EpochStream:
         return int(self._order[k % self.size])
 
 
-class MixtureStream:
-    """Weighted mixture of groups (e.g. SFT chat vs analysis): sample k picks a group with probability
-    proportional to its weight, then an example of that group uniformly, both from Random((seed, k))."""
+def apportion(shares: Sequence[float], n: int) -> list[int]:
+    """n positions split by `shares` (summing to 1) with Hamilton's largest remainders: each group
+    gets floor(share x n) and the largest fractional parts one more, so every count is within 1 of
+    share x n and the counts sum to n."""
+    exact = [share * n for share in shares]
+    counts = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(shares)), key=lambda g: (counts[g] - exact[g], g))
+    for group in by_remainder[: max(0, n - sum(counts))]:
+        counts[group] += 1
+    return counts
 
-    def __init__(self, groups: Sequence[Sequence[int]], weights: Sequence[float], seed: int) -> None:
+
+class MixtureStream:
+    """Weighted mixture of groups (SFT chat vs analysis, tasks, data.mixture's sources).
+
+    cycle=False (task weights, the chat share): sample k picks a group with probability
+    proportional to its weight, then an example of that group uniformly, both from Random((seed, k)).
+
+    cycle=True (data.mixture): positions are dealt out in blocks of `block`. Up to the end of each
+    block every group has had `apportion(shares, end)` positions (within one of its share), and
+    within a block they are shuffled by (seed, block). A group's j-th draw is element j of its own
+    EpochStream: each group is read in shuffled passes, every example once per pass. A block is
+    at least 1 / (smallest share) long, so every group's count grows from block to block, and the
+    draws of a group before any block are known without counting: sample k is still a pure function
+    of (seed, k), computed from one block.
+    """
+
+    MIN_BLOCK = 1024
+
+    def __init__(
+        self,
+        groups: Sequence[Sequence[int]],
+        weights: Sequence[float],
+        seed: int,
+        cycle: bool = False,
+    ) -> None:
         kept = [(list(g), w) for g, w in zip(groups, weights, strict=True) if w > 0]
         if not kept or any(not g for g, _ in kept):
             raise ValueError("every group with a positive weight needs examples")
         self.groups = [g for g, _ in kept]
         self.weights = [w for _, w in kept]
-        self.seed = seed
+        self.seed, self.cycle = seed, cycle
+        total = sum(self.weights)
+        self.shares = [w / total for w in self.weights]
+        self.block = max(self.MIN_BLOCK, math.ceil(1.0 / min(self.shares)) + 1)
+        self.passes = [EpochStream(len(g), seed * 7919 + i) for i, g in enumerate(self.groups)]
+        self._block_index, self._dealt = -1, list[tuple[int, int]]()
 
     def __getitem__(self, k: int) -> int:
+        if self.cycle:
+            group, draw = self._deal(k)
+            return self.groups[group][self.passes[group][draw]]
         rng = random.Random(f"{self.seed}:{k}")
-        group = rng.choices(self.groups, weights=self.weights)[0]
-        return group[rng.randrange(len(group))]
+        members = rng.choices(self.groups, weights=self.weights)[0]
+        return members[rng.randrange(len(members))]
+
+    def _deal(self, k: int) -> tuple[int, int]:
+        """(group, how many draws that group had before position k) for cycle=True."""
+        index, offset = divmod(k, self.block)
+        if index != self._block_index:
+            before = apportion(self.shares, index * self.block)
+            after = apportion(self.shares, (index + 1) * self.block)
+            labels = [g for g in range(len(self.groups)) for _ in range(after[g] - before[g])]
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+            order = torch.randperm(len(labels), generator=generator).tolist()
+            seen, dealt = list(before), []
+            for position in order:
+                group = labels[position]
+                dealt.append((group, seen[group]))
+                seen[group] += 1
+            self._block_index, self._dealt = index, dealt
+        return self._dealt[offset]
 
 
 # Rough tokens per unit of a record, for ordering only: the encoder gives 25 tokens per second of
@@ -128,7 +185,9 @@ class RankBatches(torch.utils.data.Sampler[list[int]]):
     """This rank's micro-batches of a global stream, from optimizer step `start_step` on.
 
     Global sample g = step * global_batch + micro * (micro_batch * world) + rank * micro_batch + j,
-    so the same stream and global batch give the same data whatever the world size.
+    so the same stream and global batch give the same data whatever the world size. With
+    `positions`, each item is (index, g): augmentation draws from the position (lalm.data.augment), so
+    an example seen twice is augmented twice differently, and a resumed run redraws the same.
     """
 
     def __init__(
@@ -140,11 +199,13 @@ class RankBatches(torch.utils.data.Sampler[list[int]]):
         world: int,
         start_step: int = 0,
         num_steps: int | None = None,
+        positions: bool = False,
     ) -> None:
         self.stream, self.micro_batch, self.accumulation = stream, micro_batch, accumulation
         self.rank, self.world, self.start_step, self.num_steps = rank, world, start_step, num_steps
+        self.positions = positions
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[Any]]:
         step = self.start_step
         per_micro = self.micro_batch * self.world
         while self.num_steps is None or step < self.start_step + self.num_steps:
@@ -152,7 +213,10 @@ class RankBatches(torch.utils.data.Sampler[list[int]]):
                 first = (
                     step * per_micro * self.accumulation + micro * per_micro + self.rank * self.micro_batch
                 )
-                yield [self.stream[first + j] for j in range(self.micro_batch)]
+                span = range(first, first + self.micro_batch)
+                yield (
+                    [(self.stream[g], g) for g in span] if self.positions else [self.stream[g] for g in span]
+                )
             step += 1
 
     def __len__(self) -> int:

@@ -1,7 +1,11 @@
 """Metrics for free-text answers, the way Qwen2-Audio's official evaluation computes them.
 
-- ASR: WER at corpus level (sum of edits / sum of reference words) after Whisper's text normaliser; CER
-  (per character, whitespace removed) for zh, yue and ja, which are not written with spaces.
+- ASR: WER at corpus level (sum of edits / sum of reference words) after the language's normaliser; CER
+  (per character, whitespace removed) for zh, yue, ja, ko and th (lalm.data.languages.CER_LANGUAGES).
+  Normalisers: Whisper's English one for en; for zh and yue, Arabic numbers spelled out in Chinese
+  (cn2an) and Cantonese's traditional characters converted to simplified (zhconv), as Qwen2-Audio's
+  official evaluation does with its cn_tn text normaliser and zhconv; Whisper's basic normaliser
+  (lowercase, punctuation removed, accents kept) for every other language.
 - S2TT: corpus BLEU with sacrebleu and the tokenizer sacrebleu itself recommends for the target language.
 - Classification tasks (lid, gender, style, sound, count): a documented rule maps the answer to a label.
 
@@ -16,13 +20,13 @@ import re
 import unicodedata
 from functools import lru_cache
 
+import cn2an
 import jiwer
 import sacrebleu
+import zhconv
 from transformers.models.whisper.english_normalizer import BasicTextNormalizer, EnglishTextNormalizer
 
-CER_LANGUAGES = ("zh", "yue", "ja")
-SPACE_DELIMITED_LANGUAGES = ("en", "fr", "it", "es", "de")
-LANGUAGES = SPACE_DELIMITED_LANGUAGES + CER_LANGUAGES
+from lalm.data.languages import base_language, uses_characters
 
 # Whisper's English normaliser also maps British to American spellings from a JSON file shipped with the
 # tokenizer; we pass no mapping so that evaluation does not depend on a downloaded tokenizer.
@@ -38,24 +42,39 @@ def _check_pairs(first: list, second: list, names: str) -> None:
         raise ValueError(f"{names} are empty: nothing to evaluate")
 
 
-def normalize_text(text: str, language: str) -> str:
-    """Whisper's normalisation for `language`, before counting edits.
+def _chinese(text: str, language: str) -> str:
+    """Numbers as Chinese characters ("2024年" -> "二零二四年", "3.5元" -> "三点五元", as cn_tn does for the
+    official evaluation), and for yue traditional characters as simplified, so that a transcript's
+    digits or script do not count as errors."""
+    if language == "yue":
+        text = zhconv.convert(text, "zh-cn")
+    try:
+        return str(cn2an.transform(text, "an2cn"))
+    except (ValueError, KeyError):  # cn2an refuses some digit runs (e.g. a lone "0.") — leave them
+        return text
 
-    en -> EnglishTextNormalizer ("Mr. Smith!" -> "mister smith", "It's" -> "it is", numbers spelled out
-    become digits); fr it es de -> BasicTextNormalizer (lowercase, punctuation and symbols become spaces,
-    accents kept); zh yue ja -> BasicTextNormalizer, then all whitespace removed, as CER counts characters.
+
+def normalize_text(text: str, language: str) -> str:
+    """The language's normalisation before counting edits (any ISO 639 tag; by its base language).
+
+    en -> Whisper's EnglishTextNormalizer ("Mr. Smith!" -> "mister smith", "It's" -> "it is", numbers
+    spelled out become digits); zh, yue -> numbers as Chinese characters (and yue in simplified
+    characters), then BasicTextNormalizer with all whitespace removed; ja, ko, th -> BasicTextNormalizer
+    with whitespace removed (CER counts characters); any other language -> BasicTextNormalizer
+    (lowercase, punctuation and symbols become spaces, accents kept).
     """
-    if language == "en":
+    base = base_language(language)
+    if base == "en":
         return _ENGLISH(text)
-    if language in SPACE_DELIMITED_LANGUAGES:
-        return _BASIC(text)
-    if language in CER_LANGUAGES:
+    if base in ("zh", "yue"):
+        text = _chinese(text, base)
+    if uses_characters(base):
         return "".join(_BASIC(text).split())
-    raise ValueError(f"no text normalisation for language {language!r}; expected one of {LANGUAGES}")
+    return _BASIC(text)
 
 
 def error_rate(references: list[str], hypotheses: list[str], language: str) -> dict:
-    """Corpus WER (or CER for zh/yue/ja) = total edits (S + D + I) / total reference words (characters).
+    """Corpus WER (or CER for zh/yue/ja/ko/th) = total edits (S + D + I) / total reference words (characters).
 
     Not the mean of per-utterance rates: a long utterance weighs more than a short one, as in Qwen2-Audio's
     evaluation. Texts are normalised with `normalize_text` first. A reference that is empty after
@@ -66,7 +85,7 @@ def error_rate(references: list[str], hypotheses: list[str], language: str) -> d
     Raises ValueError when every reference is empty after normalisation: the rate is undefined.
     """
     _check_pairs(references, hypotheses, "references and hypotheses")
-    kind = "cer" if language in CER_LANGUAGES else "wer"
+    kind = "cer" if uses_characters(language) else "wer"
     refs = [normalize_text(t, language) for t in references]
     hyps = [normalize_text(t, language) for t in hypotheses]
     units = list if kind == "cer" else str.split
@@ -102,8 +121,10 @@ def bleu_tokenizer(target_language: str) -> str:
     """The sacrebleu tokenizer for a target language: 'zh' for zh and yue (both written in Han characters),
     'ja-mecab' for ja where MeCab with ipadic is installed, '13a' (sacrebleu's default) otherwise.
 
-    These are the choices sacrebleu makes itself from `trg_lang` (BLEU._TOKENIZER_MAP), plus yue.
+    These are the choices sacrebleu makes itself from `trg_lang` (BLEU._TOKENIZER_MAP), plus yue; a tag
+    goes by its base language ('zh-TW' -> 'zh').
     """
+    target_language = base_language(target_language)
     if target_language in ("zh", "yue"):
         return "zh"
     if target_language == "ja" and _ja_mecab_available():

@@ -18,21 +18,25 @@ from typing import Any
 import torch
 
 from lalm.config.eval import EvalConfig
-from lalm.config.model import PretrainedModelConfig
 from lalm.data.audio import AUDIO_REASONS
 from lalm.data.collators import CollatorConfig, PreferenceCollator, real_ids
 from lalm.data.dataset import ManifestDataset
-from lalm.data.prompts import TASKS
-from lalm.data.sampling import deal_in_order, evaluation_batches, record_cost
+from lalm.data.sampling import evaluation_batches
+from lalm.data.tasks import task_names
 from lalm.errors import ManifestError
-from lalm.eval.generation import gather_dicts, gather_lists, generate_predictions
+from lalm.eval.generation import (
+    ManifestPrompts,
+    gather_dicts,
+    gather_lists,
+    generate_in_length_order,
+    load_for_generation,
+)
 from lalm.eval.judge import judge_chat
 from lalm.eval.metrics import preference_summary
 from lalm.eval.scoring import score_generations
-from lalm.models.builders import build_pretrained
 from lalm.models.training import sequence_logps_of
 from lalm.stages.base import to_device
-from lalm.training.distributed import device, from_main, is_main, rank, world_size
+from lalm.training.distributed import device, is_main, rank, world_size
 
 
 def manifest_kind(path: str) -> str:
@@ -45,22 +49,7 @@ def manifest_kind(path: str) -> str:
     return "dpo" if "chosen" in record else "sft" if "messages" in record else "pretrain"
 
 
-class _Prompts:
-    """Examples for generation: the conversation up to its last user turn (audio decoded lazily)."""
-
-    def __init__(self, dataset: ManifestDataset, indices: list[int]) -> None:
-        self.dataset, self.indices = dataset, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        example = self.dataset[self.indices[index]]
-        if "bad" in example:  # audio that cannot be used: the collator drops and reports the marker
-            return example
-        messages = example["messages"]
-        last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
-        return {"id": example["id"], "messages": messages[: last_user + 1]}
+_Prompts = ManifestPrompts  # the name tests/integration/test_learning.py imports
 
 
 def _meta(record: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -92,14 +81,8 @@ def evaluate_generation(
     records = dataset.records.select(range(count)).to_list()  # one read; each is used twice below
     metas = [_meta(record, kind) for record in records]
     indices = [i for i, meta in enumerate(metas) if not cfg.tasks or meta["task"] in cfg.tasks]
-    # A generation batch pads to its longest prompt and decodes until its longest answer ends, so
-    # examples go in order of length (audio + text, the reference standing in for the answer), dealt
-    # across ranks so that each gets short and long ones alike. Rank 0's order is used everywhere
-    # (costs may read audio headers), so every example is generated exactly once.
-    ranked = from_main(sorted(indices, key=lambda i: record_cost(records[i])) if is_main() else None)
-    order = deal_in_order(ranked, world_size())
-    generated = generate_predictions(
-        model, processor, _Prompts(dataset, order), cfg.batch_size, cfg.generation
+    generated = generate_in_length_order(
+        model, processor, dataset, records, indices, cfg.batch_size, cfg.generation
     )
     reasons = {item["id"]: item["reason"] for item in generated.dropped}
     items = []
@@ -184,22 +167,16 @@ def preference_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
     return metrics
 
 
-def _load(path: str) -> tuple[Any, Any]:
-    model, processor = build_pretrained(PretrainedModelConfig(path=path))
-    model.to(device())  # type: ignore[arg-type]  # transformers types .to() narrowly
-    return model.eval(), processor
-
-
 def run_evaluation(cfg: EvalConfig) -> dict[str, float]:
     """Evaluate cfg.checkpoint on every manifest; rank 0 writes the outputs. Returns the metrics."""
     if not cfg.manifests:
         raise ValueError("no eval manifests given: set manifests=[...]")
-    unknown = sorted(set(cfg.tasks) - {*TASKS, "chat"})
+    unknown = sorted(set(cfg.tasks) - set(task_names()))
     if unknown:
-        raise ValueError(f"tasks={unknown} are not tasks; choose from {[*TASKS, 'chat']}")
+        raise ValueError(f"tasks={unknown} are not tasks; choose from {list(task_names())}")
     kinds = {path: manifest_kind(path) for path in cfg.manifests}
-    model, processor = _load(cfg.checkpoint)
-    reference = _load(cfg.reference)[0] if cfg.reference and "dpo" in kinds.values() else None
+    model, processor = load_for_generation(cfg.checkpoint)
+    reference = load_for_generation(cfg.reference)[0] if cfg.reference and "dpo" in kinds.values() else None
     metrics: dict[str, float] = {}
     items: list[dict[str, Any]] = []
     pairs: list[dict[str, Any]] = []

@@ -27,7 +27,7 @@ from transformers import (
 
 from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
 from lalm.data.audio import SAMPLE_RATE
-from lalm.data.prompts import PROMPTS
+from lalm.data.prompt_texts import PROMPTS
 from lalm.models.encoder import enable_length_aware_encoder
 from lalm.models.tokenizer import (
     AUDIO,

@@ -7,6 +7,10 @@ the batch (plus two frames, which the convolutions at its end still read) leaves
 output unchanged up to float rounding; only the cost drops. No library does this for Qwen2-Audio, hence
 this forward; the layers it runs are transformers' own, and the saved model is unchanged (stock
 transformers with full-window features gives the same outputs, see tests/unit/models/test_encoder.py).
+
+A clip longer than the window reaches the encoder as several rows, one per window (lalm.data.features);
+merge_windows lays each clip's windows' output frames end to end, so what follows (filling audio
+spans, the CTC head) sees one sequence per clip.
 """
 
 from __future__ import annotations
@@ -89,3 +93,32 @@ def enable_length_aware_encoder(model: nn.Module) -> nn.Module:
     """make_length_aware on the audio encoder of a Qwen2AudioForConditionalGeneration."""
     make_length_aware(model.get_submodule("model.audio_tower"))
     return model
+
+
+def merge_windows(
+    states: torch.Tensor, lengths: torch.Tensor, clip_windows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder outputs per window -> per clip: each clip's windows' real frames end to end.
+
+    states (N, T, d) and real frames lengths (N,) of N windows; clip_windows (C,) windows per clip,
+    a clip's windows consecutive and in order (the collators' layout, lalm.data.features).
+    -> states (C, T', d), zero past each clip's frames, T' the longest clip's total; lengths (C,).
+    With one window per clip (N == C: no clip longer than the window) the inputs come back as they
+    are, with no host sync; otherwise T' is read from the device once.
+    """
+    count, windows = clip_windows.shape[0], states.shape[0]
+    if count == windows:
+        return states, lengths
+    clip_windows = clip_windows.to(states.device)
+    real = torch.arange(states.shape[1], device=states.device)[None, :] < lengths[:, None]  # (N, T)
+    clip_of = torch.repeat_interleave(
+        torch.arange(count, device=states.device), clip_windows, output_size=windows
+    )
+    clip_lengths = torch.zeros(count, dtype=lengths.dtype, device=states.device).index_add(
+        0, clip_of, lengths
+    )
+    longest = int(clip_lengths.max())
+    slots = torch.arange(longest, device=states.device)[None, :] < clip_lengths[:, None]  # (C, T')
+    merged = states.new_zeros(count, longest, states.shape[-1])
+    # Real frames in row-major order are window after window, clip after clip: the order of the slots.
+    return merged.masked_scatter(slots.unsqueeze(-1), states[real]), clip_lengths

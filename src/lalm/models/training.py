@@ -23,7 +23,7 @@ from torch import nn
 from lalm.data.chat import audio_token_count
 from lalm.data.collators import IGNORE_INDEX
 from lalm.losses.token import row_sums, target_logps
-from lalm.models.encoder import encoder_attention_mask
+from lalm.models.encoder import encoder_attention_mask, merge_windows
 
 Batch = dict[str, Any]
 
@@ -51,11 +51,13 @@ class Supervised:
 class ForwardOutput:
     supervised: Supervised
     ctc_logits: torch.Tensor | None = None  # (K, T, V) for the clips `ctc_clips` asked for
+    ctc_lengths: torch.Tensor | None = None  # (K,) long: their real encoder frames
 
 
 @dataclass
 class Encoded:
-    """Audio encoder output per clip: states (C, T, d_encoder), real frames per clip (C,) long."""
+    """Audio encoder output per clip: states (C, T, d_encoder), real frames per clip (C,) long. A clip
+    longer than the encoder's window has its windows' frames end to end (lalm.models.encoder.merge_windows)."""
 
     states: torch.Tensor
     lengths: torch.Tensor
@@ -78,12 +80,21 @@ class AudioLanguageModel(nn.Module):
     def encoder_trainable(self) -> bool:
         return any(p.requires_grad for p in self.base.model.audio_tower.parameters())
 
-    def encode(self, input_features: torch.Tensor, feature_attention_mask: torch.Tensor) -> Encoded:
-        """The audio tower on C clips: features (C, mel, F), mask (C, F) -> Encoded (C, ~F/4, d)."""
+    def encode(
+        self,
+        input_features: torch.Tensor,
+        feature_attention_mask: torch.Tensor,
+        clip_windows: torch.Tensor | None = None,
+    ) -> Encoded:
+        """The audio tower on N windows of C clips: features (N, mel, F), mask (N, F), clip_windows (C,)
+        (None: one window per clip) -> Encoded per clip, (C, ~F/4 x its windows, d)."""
         tower = self.base.model.audio_tower
         mask = encoder_attention_mask(tower.config, feature_attention_mask, tower.conv1.weight.dtype)
         states = tower(input_features, attention_mask=mask).last_hidden_state
-        return Encoded(states, audio_token_count(feature_attention_mask.sum(-1)))
+        lengths = audio_token_count(feature_attention_mask.sum(-1))
+        if clip_windows is not None:
+            states, lengths = merge_windows(states, lengths, clip_windows)
+        return Encoded(states, lengths)
 
     def forward(
         self,
@@ -93,6 +104,7 @@ class AudioLanguageModel(nn.Module):
         input_features: torch.Tensor | None = None,
         feature_attention_mask: torch.Tensor | None = None,
         audio_clip_index: torch.Tensor | None = None,
+        clip_windows: torch.Tensor | None = None,
         encoded: Encoded | None = None,
         ctc_clips: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
@@ -100,15 +112,16 @@ class AudioLanguageModel(nn.Module):
         num_rows: int | None = None,
         encode_only: bool = False,
     ) -> Any:
-        """input_ids/attention_mask/labels (R, L); C clips as features (C, mel, F) + mask (C, F), or
-        already `encoded`; audio_clip_index (S,) the clip of each audio span in row-major order;
-        ctc_clips (K,) clips to apply the CTC head to. -> ForwardOutput: logits where labels[:, t + 1]
+        """input_ids/attention_mask/labels (R, L); C clips as features (N, mel, F) + mask (N, F) of their
+        N windows + clip_windows (C,) (lalm.data.features; None: N == C), or already `encoded`;
+        audio_clip_index (S,) the clip of each audio span in row-major order; ctc_clips (K,) clips to
+        apply the CTC head to (on a long clip's windows end to end). -> ForwardOutput: logits where labels[:, t + 1]
         is a target. A packed batch (lalm.data.packing) gives (1, T) rows, its position_ids,
         sequence_index and num_rows, and attention_mask None. encode_only -> Encoded: the clips through the audio tower only (called through
         the DeepSpeed engine, so ZeRO-3 gathers the tower's weights as in any forward)."""
         if encode_only:
             assert input_features is not None and feature_attention_mask is not None
-            return self.encode(input_features, feature_attention_mask)
+            return self.encode(input_features, feature_attention_mask, clip_windows)
         assert input_ids is not None and labels is not None
         keep = labels[:, 1:] != IGNORE_INDEX  # (R, L-1): position t predicts labels[:, t + 1]
         base = self.base
@@ -116,11 +129,13 @@ class AudioLanguageModel(nn.Module):
         ctc_logits = None
         if encoded is None and input_features is not None:
             assert feature_attention_mask is not None
-            encoded = self.encode(input_features, feature_attention_mask)
+            encoded = self.encode(input_features, feature_attention_mask, clip_windows)
+        ctc_lengths = None
         if encoded is not None:
             assert audio_clip_index is not None
             if self.ctc_head is not None and ctc_clips is not None:
                 ctc_logits = self.ctc_head(encoded.states.index_select(0, ctc_clips))
+                ctc_lengths = encoded.lengths.index_select(0, ctc_clips)
             embeds = self._fill_audio(embeds, input_ids, encoded, audio_clip_index)
         hidden = base.model.language_model(
             inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
@@ -129,7 +144,7 @@ class AudioLanguageModel(nn.Module):
         # Packed: each target's row is its sequence's, not the batch row (there is one).
         rows = keep.nonzero()[:, 0] if sequence_index is None else sequence_index[:, 1:][keep]
         count = labels.shape[0] if num_rows is None else num_rows
-        return ForwardOutput(Supervised(logits, labels[:, 1:][keep], rows, count), ctc_logits)
+        return ForwardOutput(Supervised(logits, labels[:, 1:][keep], rows, count), ctc_logits, ctc_lengths)
 
     def _fill_audio(
         self, embeds: torch.Tensor, input_ids: torch.Tensor, encoded: Encoded, clip_index: torch.Tensor
@@ -175,6 +190,7 @@ def forward_batch(
         if encoded is None:
             inputs["input_features"] = batch["input_features"]
             inputs["feature_attention_mask"] = batch["feature_attention_mask"]
+            inputs["clip_windows"] = batch.get("clip_windows")
     if encoded is not None:
         inputs["encoded"] = encoded
     if ctc_clips is not None:
@@ -185,11 +201,13 @@ def forward_batch(
 
 
 def encode_batch(model: Any, batch: Batch) -> Encoded:
-    """The batch's clips through the audio tower of `model` (engine or AudioLanguageModel)."""
+    """The batch's clips through the audio tower of `model` (engine or AudioLanguageModel): per clip, a
+    long clip's windows end to end."""
     features, mask = batch["input_features"], batch["feature_attention_mask"]
+    windows = batch.get("clip_windows")
     if isinstance(getattr(model, "module", model), AudioLanguageModel):
-        return model(None, None, None, features, mask, encode_only=True)  # type: ignore[no-any-return]
-    return training_module(model).encode(features, mask)
+        return model(None, None, None, features, mask, clip_windows=windows, encode_only=True)  # type: ignore[no-any-return]
+    return training_module(model).encode(features, mask, windows)
 
 
 def sequence_logps_of(

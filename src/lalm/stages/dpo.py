@@ -39,8 +39,8 @@ class DpoStage:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def collator(self, processor: Any, max_length: int, pack: bool = False) -> PreferenceCollator:
-        return PreferenceCollator(processor, CollatorConfig(max_length=max_length, pack=pack))
+    def collator(self, processor: Any, config: CollatorConfig) -> PreferenceCollator:
+        return PreferenceCollator(processor, config)
 
     def sample_stream(self, dataset: Any, seed: int) -> EpochStream:
         return EpochStream(len(dataset), seed)

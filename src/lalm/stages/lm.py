@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from lalm.data.chat import audio_token_count
 from lalm.data.collators import CollatorConfig, ConversationCollator
 from lalm.data.packing import row_count
 from lalm.data.sampling import EpochStream, MixtureStream
@@ -74,8 +73,8 @@ class LanguageModelingStage:
         )  # blank = the first (<|endoftext|>); all are kept out of CTC targets
         self.blank = special_ids[0] if special_ids else 0
 
-    def collator(self, processor: Any, max_length: int, pack: bool = False) -> ConversationCollator:
-        return ConversationCollator(processor, CollatorConfig(max_length=max_length, pack=pack))
+    def collator(self, processor: Any, config: CollatorConfig) -> ConversationCollator:
+        return ConversationCollator(processor, config)
 
     def sample_stream(self, dataset: Any, seed: int) -> EpochStream | MixtureStream:
         """Pretraining: shuffled epochs, or the task mixture. SFT: chat vs analysis by chat_weight, and
@@ -109,10 +108,10 @@ class LanguageModelingStage:
         kept_targets = [target for target in targets if target is not None and len(target) > 0]
         clips = torch.tensor(keep, dtype=torch.long).to(labels.device, non_blocking=True)
         out = forward_batch(engine, batch, labels, ctc_clips=clips)
-        assert out.ctc_logits is not None, "ctc_weight > 0 but the model has no CTC head"
+        assert out.ctc_logits is not None and out.ctc_lengths is not None, "ctc_weight > 0 but no CTC head"
         loss_sum, tokens = -out.supervised.logps().sum(), out.supervised.targets.numel()
-        lengths = audio_token_count(batch["feature_attention_mask"].sum(-1))  # encoder frames per clip
-        ctc = ctc_loss_sum(out.ctc_logits, lengths.index_select(0, clips), kept_targets, self.blank)
+        # ctc_lengths: encoder frames per clip, a long clip's windows end to end (lalm.models.encoder).
+        ctc = ctc_loss_sum(out.ctc_logits, out.ctc_lengths, kept_targets, self.blank)
         total = loss_sum + self.ctc_weight * ctc
         metrics = {"ctc": ctc.detach(), "lm_loss": loss_sum.detach()}
         return StepOutput(loss=total, units=float(tokens), metrics=metrics)

@@ -6,7 +6,7 @@ import atexit
 import json
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -21,8 +21,10 @@ from lalm.config.data_checks import validate_data
 from lalm.config.model import PretrainedModelConfig, TinyModelConfig
 from lalm.config.train import STAGE_NAMES, TrainConfig, accumulation_steps, manifest_path
 from lalm.config.validation import validate
+from lalm.data.collators import CollatorConfig
 from lalm.data.dataset import ManifestDataset
 from lalm.data.manifest import read_manifest_records
+from lalm.data.mixture import Mixture, load_mixture, resolve_sources
 from lalm.models.builders import build_model
 from lalm.models.tokenizer import SPECIAL_TOKENS
 from lalm.models.training import AudioLanguageModel, build_ctc_head, enable_activation_checkpointing
@@ -31,14 +33,14 @@ from lalm.stages.dpo import DpoStage
 from lalm.stages.lm import LanguageModelingStage
 from lalm.training.checkpoint import CheckpointError, read_state
 from lalm.training.distributed import barrier, from_main, init_distributed, is_main, world_size
-from lalm.training.engine import deepspeed_config, initialize_engine, initialize_reference, use_bf16
+from lalm.training.engine import deepspeed_config, initialize_engine, initialize_reference
 from lalm.training.exits import EXIT_CONFIG, EXIT_LOCKED, TrainingExit
 from lalm.training.flops import step_flops
 from lalm.training.logging import MetricsLogger
 from lalm.training.params import prepare_trainable
 from lalm.training.reference_cache import (
-    CacheRun,
     StaleReferenceCache,
+    cache_run,
     prepare_cache,
     uses_reference_cache,
 )
@@ -47,6 +49,7 @@ from lalm.training.run_folder import (
     RunFolderError,
     RunLock,
     data_fingerprint,
+    mixture_fingerprint,
     plan_resume,
     prepare_logs,
 )
@@ -92,25 +95,64 @@ def build_stage(cfg: TrainConfig, special_ids: tuple[int, ...] = ()) -> tuple[St
     return stage, None
 
 
+def collator_config(cfg: TrainConfig, model: Any) -> CollatorConfig:
+    """The collator settings of a run (the trainer's and scripts/precompute_reference.py's alike, so a
+    precomputed reference cache is of the same tokens)."""
+    return CollatorConfig(
+        max_length=cfg.data.max_length,
+        pack=uses_packing(cfg.data.packing, model),
+        long_audio_overlap_s=cfg.data.long_audio_overlap_s,
+        max_audio_seconds=cfg.data.max_audio_seconds,
+    )
+
+
 def load_data(cfg: TrainConfig) -> tuple[ManifestDataset, ManifestDataset]:
     """Train and dev manifests, every line checked (all bad lines named at once), before anything
     is built: a data mistake costs seconds, not a model build."""
-    datasets = [
-        ManifestDataset.from_manifest(
-            manifest_path(cfg, name),
+    train, dev, _ = load_datasets(cfg)
+    return train, dev
+
+
+def _load_manifest(cfg: TrainConfig, name: str) -> ManifestDataset:
+    return ManifestDataset.from_manifest(
+        manifest_path(cfg, name),
+        cfg.stage.name,
+        cfg.data.prompt_seed,
+        duration_tolerance_s=cfg.data.duration_tolerance_s,
+    )
+
+
+def load_datasets(cfg: TrainConfig) -> tuple[ManifestDataset, ManifestDataset, Mixture | None]:
+    """load_data, and with data.mixture the Mixture its concatenated train dataset is drawn by."""
+    mixture = None
+    if cfg.data.mixture.sources is not None:
+        train, mixture = load_mixture(
+            resolve_sources(cfg.data.mixture, cfg.stage.name),
             cfg.stage.name,
+            cfg.data.mixture.temperature,
             cfg.data.prompt_seed,
-            duration_tolerance_s=cfg.data.duration_tolerance_s,
+            cfg.data.duration_tolerance_s,
         )
-        for name in ("train_manifest", "dev_manifest")
-    ]
+    else:
+        train = _load_manifest(cfg, "train_manifest")
+    augment = getattr(cfg.stage, "augment", None)  # pretrain and SFT; training data only
+    if augment is not None and augment.enabled:
+        train = train.augmented(augment, cfg.trainer.seed)
+    datasets = [train, _load_manifest(cfg, "dev_manifest")]
     validate_data(cfg, datasets[0].records, datasets[1].records)  # config against data
     if cfg.init_from is None and isinstance(cfg.model, TinyModelConfig) and not cfg.model.tokenizer_corpus:
         # The tiny tokenizer trains on every stage's train manifest: check the other stages' too, so a
         # broken line there is named here rather than failing inside tokenizer training.
         for path in train_manifests(cfg.data.dir):
             read_manifest_records(path, Path(path).parent.name, check_files=False)
-    return datasets[0], datasets[1]
+    return datasets[0], datasets[1], mixture
+
+
+def _fingerprint_of(cfg: TrainConfig, examples: int, mixture: Mixture | None) -> Callable[[], dict[str, Any]]:
+    """What a resume must find unchanged: the train manifest, or every source of the mixture."""
+    if mixture is not None:
+        return lambda: mixture_fingerprint(mixture.manifests())
+    return lambda: data_fingerprint(manifest_path(cfg, "train_manifest"), examples)
 
 
 def prepare_universal(checkpoint: str | None, world: int) -> bool:
@@ -136,10 +178,11 @@ class Claim:
 
 
 def claim_run_folder(
-    run_dir: Path, resume: str, config: dict[str, Any], train_manifest: str, examples: int
+    run_dir: Path, resume: str, config: dict[str, Any], fingerprint_of: Callable[[], dict[str, Any]]
 ) -> Claim:
     """Rank 0 locks run_dir, decides whether to resume and tidies the logs; every rank gets the plan,
-    the resume step and the train data's fingerprint, or the same error."""
+    the resume step and the train data's fingerprint (`fingerprint_of()`, computed on rank 0), or
+    the same error."""
     outcome: dict[str, Any] = {}
     lock = None
     if is_main():
@@ -147,7 +190,7 @@ def claim_run_folder(
             lock = RunLock(run_dir)
             lock.acquire()
             atexit.register(lock.release)
-            fingerprint = data_fingerprint(train_manifest, examples)
+            fingerprint = fingerprint_of()
             plan = plan_resume(run_dir, resume, config, fingerprint)
             step = read_state(Path(plan.checkpoint))["train_state"]["step"] if plan.checkpoint else 0
             prepare_logs(run_dir, step)
@@ -188,21 +231,8 @@ def _cache_reference(
     cfg: TrainConfig, stage: DpoStage, engine: Any, datasets: dict[str, Any], collator: Any, run_dir: Path
 ) -> tuple[Any, Any]:
     """The DPO datasets with cached reference log-probs; the reference engine is released after."""
-    assert cfg.init_from is not None
-    run = CacheRun(
-        run_dir,
-        cfg.init_from,
-        {split: manifest_path(cfg, f"{split}_manifest") for split in datasets},
-        {
-            "max_length": cfg.data.max_length,
-            "prompt_seed": cfg.data.prompt_seed,
-            "bf16": use_bf16(cfg.trainer.precision),
-        },
-        cfg.trainer.micro_batch_size,
-        engine.device,
-    )
     try:
-        wrapped = prepare_cache(stage, engine, datasets, collator, run)
+        wrapped = prepare_cache(stage, engine, datasets, collator, cache_run(cfg, run_dir, engine.device))
     except StaleReferenceCache as err:
         raise TrainingExit(EXIT_CONFIG, str(err)) from err
     stage.release_reference()
@@ -230,11 +260,11 @@ def sharded_loading(cfg: TrainConfig, accumulation: int) -> Iterator[None]:
 def build_trainer(cfg: TrainConfig) -> Trainer:
     world = world_size()  # from torchrun's environment; the group is joined after validation
     validate(cfg, world)  # all config mistakes, before any model is allocated
-    train, dev = load_data(cfg)
+    train, dev, mixture = load_datasets(cfg)
     init_distributed(cfg.trainer.collective_timeout_s)
     run_dir = Path(cfg.output_dir) / cfg.stage.name
     config = json.loads(json.dumps(asdict(cfg), default=str))
-    claim = claim_run_folder(run_dir, cfg.resume, config, manifest_path(cfg, "train_manifest"), len(train))
+    claim = claim_run_folder(run_dir, cfg.resume, config, _fingerprint_of(cfg, len(train), mixture))
     seed_everything(cfg.trainer.seed)
     accumulation = accumulation_steps(cfg.trainer, world)
     host_before = psutil.Process().memory_info().rss
@@ -259,7 +289,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     if reference is not None:
         reference = AudioLanguageModel(reference)
         stage.reference = initialize_reference(reference, cfg.deepspeed, cfg.trainer)  # type: ignore[attr-defined]
-    collator = stage.collator(processor, cfg.data.max_length, uses_packing(cfg.data.packing, base_model))
+    collator = stage.collator(processor, collator_config(cfg, base_model))
     if isinstance(stage, DpoStage) and uses_reference_cache(
         cfg.stage.cache_reference, cfg.trainer, len(train), run_dir
     ):
@@ -267,11 +297,12 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     data = DataSources(
         train,
         dev,
-        collator,
+        collator if mixture is None else mixture.counting(collator),  # + per-source counts
         cfg.trainer.seed,
         resolve_workers(cfg.data.num_workers),
         cfg.data.length_groups,
         cfg.data.max_bad_fraction,
+        mixture,
     )
     if is_main():
         (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")

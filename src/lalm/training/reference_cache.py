@@ -23,10 +23,12 @@ from typing import Any
 
 import torch
 
+from lalm.config.train import TrainConfig, manifest_path
 from lalm.data.collators import real_ids
 from lalm.data.sampling import evaluation_batches
 from lalm.stages.base import Batch, to_device
 from lalm.training.distributed import all_gather, barrier, from_main, is_main, rank, world_size
+from lalm.training.engine import use_bf16
 from lalm.training.run_folder import file_sha256
 
 FILE_NAME = "reference_logps.pt"
@@ -42,6 +44,27 @@ class CacheRun:
     settings: dict[str, Any]  # max_length, prompt_seed, precision: what changes the values
     micro_batch: int
     device: torch.device
+
+
+def cache_run(cfg: TrainConfig, run_dir: Path, device: torch.device) -> CacheRun:
+    """The cache of a DPO run's config: what the trainer (build.py) and
+    scripts/precompute_reference.py both read and write, so a precomputed file is the trainer's own."""
+    assert cfg.init_from is not None  # validate() guarantees it for stage=dpo
+    return CacheRun(
+        run_dir,
+        cfg.init_from,
+        {split: manifest_path(cfg, f"{split}_manifest") for split in ("train", "dev")},
+        {
+            "max_length": cfg.data.max_length,
+            "prompt_seed": cfg.data.prompt_seed,
+            "bf16": use_bf16(cfg.trainer.precision),
+            # How clips longer than the encoder window are tokenised (lalm.data.features).
+            "long_audio_overlap_s": cfg.data.long_audio_overlap_s,
+            "max_audio_seconds": cfg.data.max_audio_seconds,
+        },
+        cfg.trainer.micro_batch_size,
+        device,
+    )
 
 
 Table = dict[str, tuple[float, float]]  # example id -> (chosen, rejected) summed log-probs

@@ -12,6 +12,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,28 @@ def data_fingerprint(manifest: str | Path, examples: int) -> dict[str, Any]:
     return {"train_examples": examples, "train_sha256": file_sha256(manifest)}
 
 
+def mixture_fingerprint(sources: Sequence[tuple[str, str | Path, int]]) -> dict[str, Any]:
+    """data_fingerprint of a data.mixture, from each source's (name, train manifest, examples): the
+    total, a sha256 over every source's, and each source's own count and sha256."""
+    per_source = {name: {"examples": n, "sha256": file_sha256(path)} for name, path, n in sources}
+    combined = hashlib.sha256("".join(f"{k}\0{v['sha256']}\0" for k, v in per_source.items()).encode())
+    return {
+        "train_examples": sum(n for _, _, n in sources),
+        "train_sha256": combined.hexdigest(),
+        "train_sources": per_source,
+    }
+
+
+def _source_changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The mixture sources whose number of examples differs between two fingerprints."""
+    old, new = saved.get("train_sources") or {}, now.get("train_sources") or {}
+    return [
+        f"{name}: {old.get(name, {}).get('examples', 0)} -> {new.get(name, {}).get('examples', 0)}"
+        for name in sorted(set(old) | set(new))
+        if old.get(name, {}).get("examples") != new.get(name, {}).get("examples")
+    ]
+
+
 def _check_compatible(checkpoint: Path, config: dict[str, Any], fingerprint: dict[str, Any] | None) -> None:
     state = read_state(checkpoint)
     saved, now = state.get("data_fingerprint"), fingerprint
@@ -110,6 +133,13 @@ def _check_compatible(checkpoint: Path, config: dict[str, Any], fingerprint: dic
             f"cannot resume from {checkpoint}: the train manifest now has {now['train_examples']} examples, "
             f"the checkpoint's run had {saved['train_examples']}: every data position would shift. "
             "Restore the manifest or train into a new output_dir"
+        )
+    changed = _source_changes(saved, now) if saved and now else []
+    if changed:
+        raise RunFolderError(
+            f"cannot resume from {checkpoint}: data.mixture's sources changed size (examples, checkpoint "
+            f"-> now: {', '.join(changed)}): every data position would shift. Restore the manifests or "
+            "train into a new output_dir"
         )
     differences = config_differences(state["config"], config)
     if differences:

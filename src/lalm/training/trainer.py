@@ -77,6 +77,7 @@ class DataSources:
     num_workers: int = 0
     length_groups: int = 0  # DataConfig.length_groups
     max_bad_fraction: float = 1.0  # DataConfig.max_bad_fraction
+    mixture: Any = None  # lalm.data.mixture.Mixture with data.mixture: the train stream draws by source
 
 
 @dataclass
@@ -219,6 +220,8 @@ class Trainer:
                 sums["mel_frames"] += float(batch["feature_attention_mask"].sum())
             for dropped in batch["dropped"]:
                 sums[f"dropped/{dropped['reason']}"] += 1
+            for name, count in batch.get("mix", {}).items():  # data.mixture: examples per source
+                sums[f"mix/{name}"] += float(count)
         return dict(sums)
 
     def _train_record(self, totals: dict[str, float], applied: bool) -> dict[str, Any]:
@@ -232,9 +235,13 @@ class Trainer:
             "mel_frames",
         }  # counts and times, reported below in their own form
         record.update(
-            {k: v / units for k, v in totals.items() if k not in skip and not k.startswith("dropped/")}
+            {
+                k: v / units
+                for k, v in totals.items()
+                if k not in skip and not k.startswith(("dropped/", "mix/"))
+            }
         )
-        record.update({k: int(v) for k, v in totals.items() if k.startswith("dropped/")})
+        record.update({k: int(v) for k, v in totals.items() if k.startswith(("dropped/", "mix/"))})
         record.update(
             lr=totals["lr"],
             tokens=int(totals["tokens"]),
@@ -365,6 +372,8 @@ class Trainer:
 
     def _train_batches(self) -> Any:
         stream = self.stage.sample_stream(self.data.train, self.data.seed)
+        if self.data.mixture is not None:
+            stream = self.data.mixture.stream(stream, self.data.seed)
         if self.data.length_groups:
             # Costs may read audio headers; rank 0's are used everywhere, so all ranks sort alike.
             costs = from_main([record_cost(r) for r in self.data.train.records] if rank() == 0 else None)
@@ -379,6 +388,7 @@ class Trainer:
             rank(),
             world_size(),
             start_step=self.state.step,
+            positions=getattr(self.data.train, "augment", None) is not None,
         )
         return iter(self._loader(self.data.train, sampler))
 

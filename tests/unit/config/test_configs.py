@@ -11,8 +11,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from lalm.config.data import SyntheticRecipeConfig
-from lalm.config.eval import EvalConfig
+from lalm.config.data import CorpusRecipeConfig, SyntheticRecipeConfig
+from lalm.config.eval import ChatConfig, EvalConfig, GenerateConfig
 from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
 from lalm.config.store import PrepareDataConfig, register_configs
 from lalm.config.train import (
@@ -34,6 +34,11 @@ SCHEMAS = {
     "stage/sft": (SftStageConfig, {"name": "sft", "chat_weight": 0.5}),
     "stage/dpo": (DpoStageConfig, {"name": "dpo", "loss": "sigmoid", "beta": 0.1, "train_encoder": False}),
     "data/synthetic": (DataConfig, {"dir": "data/synthetic", "max_length": 1024}),
+    "data/report_pretrain_mix": (
+        DataConfig,
+        {"root": "data/recipes", "dir": "data/recipes/librispeech", "mixture.temperature": 1.0},
+    ),
+    "data/report_sft_mix": (DataConfig, {"root": "data/recipes", "mixture.temperature": 2.0}),
     "optim/adamw": (
         OptimConfig,
         {"lr": 1e-4, "betas": [0.9, 0.98], "schedule": "cosine", "lr_scale": LrScaleConfig()},
@@ -51,6 +56,10 @@ SCHEMAS = {
     "model/qwen2_audio_7b_shape": (TinyModelConfig, {"llm_hidden_size": 4096, "embedding_rows": 156032}),
     "recipe/synthetic": (SyntheticRecipeConfig, {"name": "synthetic", "size": 1.0}),
 }
+# The public-corpus recipes share one schema and read the top-level source_dir.
+CORPORA = ("airbench", "aishell1", "clotho", "commonvoice", "covost2", "esc50", "fleurs", "librispeech")
+CORPORA += ("meld", "vocalsound")
+SCHEMAS |= {f"recipe/{c}": (CorpusRecipeConfig, {"name": c, "source_dir": "/s"}) for c in CORPORA}
 # Experiments (@package _global_) only compose on top of train.yaml: values they set, by dotted path.
 EXPERIMENTS = {
     "experiment/synthetic_tiny": {
@@ -63,6 +72,9 @@ EXPERIMENTS = {
     },
 }
 PRIMARY = {"train": TrainConfig, "prepare_data": PrepareDataConfig, "evaluate": EvalConfig}
+PRIMARY |= {"chat": ChatConfig, "generate": GenerateConfig}
+# The field each primary config is checked by after composition (set to /tmp/x by REQUIRED).
+CHECKED_FIELD = {"chat": "checkpoint", "generate": "output"}
 PRIMARY_OF_GROUP = {"recipe": "prepare_data"}  # every other group belongs to train.yaml
 # Values for required (???) fields so that the config can be turned into its dataclass.
 REQUIRED = {
@@ -71,7 +83,10 @@ REQUIRED = {
     "prepare_data": ["output_dir=/tmp/x"],
     "evaluate": ["output_dir=/tmp/x", "checkpoint=/c", "manifests=[/m.jsonl]"],
     "train": ["output_dir=/tmp/x"],
+    "chat": ["checkpoint=/tmp/x"],
+    "generate": ["checkpoint=/c", "manifest=/m.jsonl", "output=/tmp/x"],
 }
+REQUIRED |= {f"recipe/{c}": ["++source_dir=/s"] for c in CORPORA}
 
 
 def _all_config_names() -> list[str]:
@@ -105,7 +120,8 @@ def test_config_composes_to_its_schema(name):
         assert isinstance(node, schema)
         _assert_values(node, values)
     else:
-        assert isinstance(obj, PRIMARY[name]) and obj.output_dir == "/tmp/x"
+        assert isinstance(obj, PRIMARY[name])
+        assert getattr(obj, CHECKED_FIELD.get(name, "output_dir")) == "/tmp/x"
 
 
 def test_train_defaults():

@@ -411,10 +411,15 @@ MISTAKES = [
         setup=_records_manifest("sft", lambda r: r["mode"] == "chat"),
     ),
     Mistake(
-        "clips-longer-than-window",
-        ["model.window_seconds=2"],
-        ["every example of {tmp}/train.jsonl has a clip longer than the encoder's window (32000 samples)"],
+        "clips-longer-than-max-audio-seconds",
+        ["data.max_audio_seconds=2.4"],  # clips over 2.5 s decode to over 2.4 s (duration_tolerance_s)
+        ["every example of {tmp}/train.jsonl has a clip longer than data.max_audio_seconds=2.4: raise it"],
         setup=_records_manifest("pretrain", lambda r: r["audio"]["duration"] > 2.5),
+    ),
+    Mistake(
+        "long-audio-overlap-as-long-as-the-window",
+        ["model.window_seconds=2", "data.long_audio_overlap_s=2"],
+        ["data.long_audio_overlap_s=2.0 is not shorter than the encoder's window (2 s)"],
     ),
 ]
 

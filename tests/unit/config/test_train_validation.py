@@ -33,7 +33,7 @@ from lalm.config.validation import validate
 from lalm.data.collators import CollatorConfig, ConversationCollator, PreferenceCollator
 from lalm.data.dataset import ManifestDataset
 from lalm.data.manifest import load_manifest
-from lalm.data.prompts import TASKS
+from lalm.data.tasks import task_names
 from lalm.errors import ConfigError
 from lalm.losses.preference import PREFERENCE_LOSSES
 
@@ -139,7 +139,7 @@ def test_unknown_stage_name(corpus_dir):
         (SftStageConfig(chat_weight=1.5), "stage.chat_weight must be in [0, 1], got 1.5"),
         (DpoStageConfig(rpo_alpha=-1.0), "stage.rpo_alpha must be >= 0, got -1.0"),
         (PretrainStageConfig(task_weights={"asr": -1.0}), "stage.task_weights must be >= 0"),
-        (PretrainStageConfig(task_weights=dict.fromkeys(TASKS, 0.0)), "must leave some task in"),
+        (PretrainStageConfig(task_weights=dict.fromkeys(task_names(), 0.0)), "must leave some task in"),
         (SftStageConfig(task_weights={"lid": -2.0}), "stage.task_weights must be >= 0"),
         (PretrainStageConfig(task_weights={"asr": 2.0, "karaoke": 1.0}), "unknown tasks ['karaoke']"),
     ],
@@ -416,6 +416,18 @@ def test_values_that_cannot_work(corpus_dir, fields, fragment):
             -0.5,
             "data.duration_tolerance_s must be a number of seconds >= 0, got -0.5",
         ),
+        (
+            "long_audio_overlap_s",
+            -1.0,
+            "data.long_audio_overlap_s must be a number of seconds >= 0 (and shorter than the encoder's "
+            "window), got -1.0",
+        ),
+        ("max_audio_seconds", 0.0, "data.max_audio_seconds must be a number of seconds > 0, got 0.0"),
+        (
+            "max_audio_seconds",
+            float("nan"),
+            "data.max_audio_seconds must be a number of seconds > 0, got nan",
+        ),
     ],
 )
 def test_data_values(corpus_dir, field_name, value, fragment):
@@ -541,14 +553,23 @@ def _longest_clip(messages: list[dict]) -> float:
     return max(durations, default=0.0)
 
 
-def test_clips_longer_than_a_checkpoints_window(corpus_dir, tmp_path):
+def test_clips_longer_than_a_checkpoints_window_fit_but_not_past_max_audio_seconds(corpus_dir, tmp_path):
+    """A clip longer than the encoder's window is windowed (lalm.data.features), so it fits; one longer
+    than data.max_audio_seconds does not, and an overlap as long as the window is refused."""
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "preprocessor_config.json").write_text(json.dumps({"n_samples": 16_000}))
     records = _records(corpus_dir, "sft").filter(lambda r: _longest_clip(r["messages"]) > 1.5)
     cfg = _config(corpus_dir, SftStageConfig(), init_from=str(tmp_path))
+    validate_data(cfg, records, records)  # every clip is longer than the 1-s window
+    # Every clip is over 1.5 s in the manifest, so over 1.4 s decoded (duration_tolerance_s 0.1).
+    cfg.data.max_audio_seconds = 1.4
     message = _data_errors(cfg, records)
-    assert "has a clip longer than the encoder's window (16000 samples)" in message
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"n_samples": 480_000}))
+    assert "has a clip longer than data.max_audio_seconds=1.4: raise it" in message
+    cfg.data.max_audio_seconds, cfg.data.long_audio_overlap_s = 600.0, 1.0
+    message = _data_errors(cfg, records)
+    assert "data.long_audio_overlap_s=1.0 is not shorter than the encoder's window (1 s)" in message
+    assert message.count("\n  - ") == 1
+    cfg.data.long_audio_overlap_s = 0.99
     validate_data(cfg, records, records)
 
 

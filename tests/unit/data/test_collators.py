@@ -96,7 +96,8 @@ def test_input_ids_and_features_equal_the_processor(corpus_dir, processor, stage
 def test_audio_token_count_is_25_per_second(processor):
     collator = ConversationCollator(processor)
     assert collator._token_counts([_wave(1.0), _wave(2.0), _wave(6.0)]) == [25, 50, 150]
-    assert collator._token_counts([_wave(6.01)]) is None
+    # Past the 6-s window: the windows' tokens summed (6 s + 0.01 s: 150 + 0, one mel frame gives none).
+    assert collator._token_counts([_wave(6.01), _wave(6.04), _wave(13.0)]) == [150, 151, 325]
 
 
 def _example(example_id, turns, clips_per_turn=1):
@@ -141,7 +142,8 @@ def test_too_long_examples_are_dropped_and_counted_never_cut(processor):
             {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
         ],
     }
-    batch = ConversationCollator(processor, CollatorConfig(max_length=200))([short, long_text, long_audio])
+    config = CollatorConfig(max_length=200, max_audio_seconds=6.5)
+    batch = ConversationCollator(processor, config)([short, long_text, long_audio])
     assert batch["ids"] == ["short"]
     assert batch["input_ids"].shape[0] == 1 and batch["input_features"].shape[0] == 1
     long_text_tokens = len(processor.tokenizer("word " * 400)["input_ids"])
@@ -156,9 +158,9 @@ def test_too_long_examples_are_dropped_and_counted_never_cut(processor):
         {
             "id": "long_audio",
             "source": "m.jsonl:9",
-            "reason": "audio_longer_than_window",
+            "reason": "audio_longer_than_max_audio_seconds",
             "file": None,  # a clip made here, not read from a file
-            "detail": "a 7.00-s clip; the encoder's window is 6.00 s",
+            "detail": "a 7.00-s clip; max_audio_seconds is 6.5",
         },
     ]
     tokens = int(batch["dropped"][0]["detail"].split()[0])

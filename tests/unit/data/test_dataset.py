@@ -10,7 +10,7 @@ import torch
 
 from lalm.data.audio import write_audio
 from lalm.data.dataset import ManifestDataset, pretrain_messages
-from lalm.data.prompts import PROMPTS
+from lalm.data.prompt_texts import PROMPTS
 
 
 def _manifest(tmp_path, records):

@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from lalm.data.languages import PINNED_NAMES
 from lalm.data.prompts import (
-    LANGUAGE_CODES,
-    LANGUAGE_NAMES,
     PROMPT_LANGUAGES,
-    PROMPTS,
-    TASKS,
     UnknownTaskError,
     language_name,
     placeholders,
     select_prompt,
 )
+from lalm.data.tasks import get_task, task_names
+
+# Every registered task with a prompt library (chat has none: its records carry their own turns).
+TASKS = tuple(name for name in task_names() if get_task(name).prompts)
+PROMPTS = {name: get_task(name).prompts for name in TASKS}
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -77,12 +79,16 @@ def test_only_known_placeholders() -> None:
 
 
 def test_language_names() -> None:
-    assert set(LANGUAGE_NAMES) == set(LANGUAGE_CODES)
+    for code, names in PINNED_NAMES.items():
+        assert [language_name(code, p) for p in ("en", "zh")] == [names["en"], names["zh"]]
     assert language_name("fr") == "French"
     assert language_name("fr", "zh") == "法语"
     assert language_name("yue", "en") == "Cantonese"
     assert language_name("yue", "zh") == "粤语"
     assert language_name("ja", "zh") == "日语"
+    # Any ISO 639 code is named, in both prompt languages; a region does not change the name.
+    assert language_name("cy") == "Welsh" and language_name("cy", "zh") == "威尔士语"
+    assert language_name("zh-TW") == "Chinese" and language_name("eng", "zh") == "英语"
     with pytest.raises(ValueError, match="xx"):
         language_name("xx")
 
@@ -95,9 +101,9 @@ def test_select_prompt_is_deterministic_in_process() -> None:
 
 def test_select_prompt_is_deterministic_across_processes() -> None:
     code = (
-        "from lalm.data.prompts import select_prompt, TASKS\n"
-        "for i in range(20):\n"
-        "    for t in TASKS:\n"
+        "from lalm.data.prompts import select_prompt\n"
+        f"for i in range(20):\n"
+        f"    for t in {TASKS!r}:\n"
         "        print(select_prompt(t, seed=3, key=f'k{i}', language='fr', target_language='zh'))\n"
     )
     expected = "".join(
@@ -165,6 +171,23 @@ def test_unknown_task_raises() -> None:
         select_prompt("translate_all", seed=0, key="x")
     assert isinstance(info.value, ValueError)
     assert "asr" in str(info.value) and "count" in str(info.value)
+    with pytest.raises(UnknownTaskError, match="did you mean 'emotion'"):
+        select_prompt("emotoin", seed=0, key="x")
+
+
+def test_task_without_prompt_library_raises() -> None:
+    with pytest.raises(ValueError, match="its records must bring their own 'prompt'"):
+        select_prompt("chat", seed=0, key="x")
+
+
+def test_any_iso_639_language_fills_prompts() -> None:
+    prompts = {
+        select_prompt("s2tt", seed=0, key=f"k{i}", language="cy", target_language="sw", prompt_language="en")
+        for i in range(40)
+    }
+    assert all("Swahili" in p for p in prompts) and any("Welsh" in p for p in prompts)
+    zh = select_prompt("s2tt", seed=0, key="k", language="cy", target_language="sw", prompt_language="zh")
+    assert "斯瓦希里语" in zh
 
 
 def test_s2tt_without_target_language_raises() -> None:

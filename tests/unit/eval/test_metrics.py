@@ -9,9 +9,9 @@ import jiwer
 import pytest
 import sacrebleu
 
+from lalm.data.languages import CER_LANGUAGES
 from lalm.eval import metrics
 from lalm.eval.metrics import (
-    CER_LANGUAGES,
     accuracy,
     bleu,
     bleu_tokenizer,
@@ -52,9 +52,26 @@ def test_normalize_cer_languages_drop_punctuation_and_all_whitespace(language: s
     assert normalize_text("你好，世界！ Ａ Ｂ", language) == "你好世界ab"
 
 
+def test_normalize_chinese_spells_out_numbers_and_simplifies_cantonese() -> None:
+    # As the official Qwen2-Audio evaluation's cn_tn does before CER: digits become Chinese numerals.
+    assert normalize_text("我有2024个苹果，3.5元！", "zh") == "我有二千零二十四个苹果三点五元"
+    assert normalize_text("2020年", "zh-CN") == "二零二零年"
+    # Cantonese written in traditional characters is compared in simplified ones (zhconv).
+    assert normalize_text("我們說廣東話。", "yue") == "我们说广东话"
+    # A transcript with digits and one with numerals score the same.
+    assert error_rate(["我有二十个"], ["我有20个"], "zh")["error_rate"] == 0.0
+
+
+def test_normalize_other_languages_with_the_basic_normaliser() -> None:
+    assert normalize_text("Bore da, Gymru!", "cy").split() == ["bore", "da", "gymru"]
+    assert normalize_text("Ça VA", "fr-CA").split() == ["ça", "va"]
+    assert error_rate(["안녕 하세요"], ["안녕하세요"], "ko")["kind"] == "cer"  # spaces do not count
+    assert error_rate(["안녕 하세요"], ["안녕하세요"], "ko")["error_rate"] == 0.0
+
+
 def test_normalize_unknown_language_raises() -> None:
-    with pytest.raises(ValueError, match="'ko'"):
-        normalize_text("annyeong", "ko")
+    with pytest.raises(ValueError, match="'klingon'"):
+        normalize_text("qapla", "klingon")
 
 
 # --- WER / CER ------------------------------------------------------------------------------------------

@@ -16,9 +16,26 @@ from lalm.models.encoder import (
     enable_length_aware_encoder,
     encoder_attention_mask,
     make_length_aware,
+    merge_windows,
     trim_features,
     trimmed_length,
 )
+
+
+def test_merge_windows_by_hand() -> None:
+    """Clip 0 is one window (2 real frames), clip 1 two windows (3 then 1 real frames); T = 3, d = 1."""
+    states = torch.tensor([[10.0, 11, -1], [20, 21, 22], [30, -1, -1]])[..., None]  # -1: padding
+    lengths = torch.tensor([2, 3, 1])
+    merged, merged_lengths = merge_windows(states, lengths, torch.tensor([1, 2]))
+    assert merged_lengths.tolist() == [2, 4]
+    assert merged[..., 0].tolist() == [[10, 11, 0, 0], [20, 21, 22, 30]]
+    # One window per clip: returned as they are (the padding's values included).
+    same, same_lengths = merge_windows(states, lengths, torch.tensor([1, 1, 1]))
+    assert same is states and same_lengths is lengths
+    # Gradients flow to every real frame of every window, and to nothing padded.
+    source = states.clone().requires_grad_(True)
+    merge_windows(source, lengths, torch.tensor([1, 2]))[0].sum().backward()
+    assert source.grad[..., 0].tolist() == [[1, 1, 0], [1, 1, 1], [1, 0, 0]]
 
 
 def test_trimmed_length_by_hand() -> None:

@@ -9,9 +9,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def run_script(name: str, *overrides: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_script(
+    name: str, *overrides: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / name), *overrides],
+        input=stdin,
         capture_output=True,
         text=True,
         cwd=ROOT,
