@@ -2,8 +2,8 @@
 
     python scripts/prepare_data.py recipe=synthetic output_dir=DIR [recipe.size=2.0] [recipe.seed=1]
 
-Writes DIR/audio/<split>/*.wav (16 kHz mono), DIR/{pretrain,sft,dpo}/{train,dev,test}.jsonl and
-DIR/summary.json. Every sentence comes from a template with a known meaning (synthetic_text), so
+Writes DIR/audio/<split>/*.wav (16 kHz mono), DIR/{pretrain,sft,dpo}/{train,dev,test}.jsonl,
+DIR/pretrain/test_unseen_voices.jsonl and DIR/summary.json. Every sentence comes from a template with a known meaning (synthetic_text), so
 transcripts, translations, answers to spoken questions and near-miss transcripts are all known. Splits are
 drawn by meaning key, so no sentence crosses train/dev/test in any language. The whole corpus is a
 pure function of (size, seed): the plan is drawn in one process, then rendered in parallel.
@@ -28,10 +28,20 @@ from lalm.data.audio import write_audio
 from lalm.data.manifest import write_manifest
 
 SPLITS = ("train", "dev", "test")
+# The test split's sentences spoken by voices no other split uses: does the model hear speech, or the
+# training voices? Pretraining records only (ASR and the other speech tasks), for evaluation.
+UNSEEN_SPLIT = "test_unseen_voices"
 # Clips per split at size=1.0 (dev and test get a tenth of train each).
 TRAIN_COUNTS = {"speech": 2400, "question": 600, "sound": 400, "mix": 160}
-# (variant, gender) pairs of espeak-ng voices; whisper variants keep the speaker's gender.
-VOICES = {"male": ("m1", "m2", "m3", "m4"), "female": ("f1", "f2", "f3", "f4")}
+# espeak-ng voice variants by gender (those whose variant file states one); whisper variants keep the
+# speaker's gender. UNSEEN_VOICES never speak in train, dev or test: only in UNSEEN_SPLIT.
+VOICES = {
+    "male": ("m1", "m2", "m3", "m4", "m5", "m6", "Andy", "Lee", "Denis", "Diogo", "Henrique", "Hugo")
+    + ("Marco", "antonio", "michel", "miguel", "sandro"),
+    "female": ("f1", "f2", "f3", "f4", "Alicia", "Andrea", "Annie", "anika", "aunty", "belinda")
+    + ("grandma", "steph", "steph2"),
+}
+UNSEEN_VOICES = {"male": ("m7", "m8", "travis", "victor"), "female": ("f5", "linda", "steph3")}
 WHISPER_VOICE = {"male": "whisper", "female": "whisperf"}
 # Words per minute and pitch range (0-99) per speaking style / gender.
 STYLE_SPEED = {"neutral": (150, 185), "fast": (225, 260), "slow": (105, 125), "whispered": (150, 185)}
@@ -41,9 +51,9 @@ CHORDS = {"major": (261.63, 329.63, 392.00), "minor": (261.63, 311.13, 392.00)}
 SPEECH_TASKS = ("s2tt", "lid", "gender", "style")  # each utterance gets asr plus one of these
 
 
-def _voice(rng: random.Random, style: str) -> dict[str, Any]:
+def _voice(rng: random.Random, style: str, voices: dict[str, tuple[str, ...]] = VOICES) -> dict[str, Any]:
     gender = rng.choice(("male", "female"))
-    variant = WHISPER_VOICE[gender] if style == "whispered" else rng.choice(VOICES[gender])
+    variant = WHISPER_VOICE[gender] if style == "whispered" else rng.choice(voices[gender])
     return {
         "gender": gender,
         "style": style,
@@ -154,9 +164,22 @@ def plan_clips(cfg: SyntheticRecipeConfig) -> list[Clip]:
                 "snr_db": rng.choice((5, 10, 15)),
             }
             clips.append(Clip(f"{split}-mix{i:05d}", split, "mix", info))
+    clips += _unseen_voice_clips(rng, cfg, keys["statement"]["test"])
     for clip in clips:
         if "key" in clip.info:
             clip.info["text"] = st.render(clip.info["key"], clip.info["language"]).text
+    return clips
+
+
+def _unseen_voice_clips(rng: random.Random, cfg: SyntheticRecipeConfig, test_keys: list[str]) -> list[Clip]:
+    """As many utterances as the test split has, of its sentences, in voices kept out of training
+    (drawn after every other clip, so this split's size changes no other clip)."""
+    clips = []
+    for i in range(max(4, round(TRAIN_COUNTS["speech"] * cfg.size * 0.1))):
+        key, language = rng.choice(test_keys), _language(rng, cfg)
+        style = rng.choice(("neutral", "fast", "slow"))  # whispering has its own (seen) variants
+        info = {"key": key, "language": language, **_voice(rng, style, UNSEEN_VOICES)}
+        clips.append(Clip(f"unseen-speech{i:05d}", UNSEEN_SPLIT, "speech", info))
     return clips
 
 
@@ -209,6 +232,16 @@ def render_all(clips: list[Clip], output_dir: Path, cfg: SyntheticRecipeConfig) 
         clip.info["duration"] = round(durations[clip.id], 6)
 
 
+NOISE_SOUNDS = ("white", "pink", "brown")
+
+
+def write_noise_manifest(clips: list[Clip], output_dir: Path) -> None:
+    """DIR/noise/train.jsonl: the train split's noise recordings, {"audio": path} a line, for additive
+    noise augmentation (`stage.augment.noise_manifest`)."""
+    noises = [c for c in clips if c.split == "train" and c.kind == "sound" and c.info["sound"] in NOISE_SOUNDS]
+    write_manifest(output_dir / "noise" / "train.jsonl", [{"audio": f"../{c.relpath}"} for c in noises])
+
+
 def prepare(cfg: SyntheticRecipeConfig, output_dir: str | Path) -> dict[str, Any]:
     """Generate the whole corpus into `output_dir`; returns (and writes) its summary."""
     start = time.time()
@@ -221,6 +254,7 @@ def prepare(cfg: SyntheticRecipeConfig, output_dir: str | Path) -> dict[str, Any
         for split, records in by_split.items():
             write_manifest(output_dir / stage / f"{split}.jsonl", records)
             counts[f"{stage}/{split}"] = len(records)
+    write_noise_manifest(clips, output_dir)
     summary = {
         "recipe": "synthetic",
         "size": cfg.size,

@@ -136,7 +136,7 @@ def _tasks(clip: Clip, index: int) -> tuple[str, ...]:
     if clip.kind == "speech":
         return (
             ("asr", *SPEECH_TASKS)
-            if clip.split == "test"
+            if clip.split.startswith("test")
             else ("asr", SPEECH_TASKS[index % len(SPEECH_TASKS)])
         )
     if clip.kind == "question":
@@ -276,7 +276,12 @@ def build_records(clips: list[Clip], cfg: SyntheticRecipeConfig) -> dict[str, di
         "sft": sft_records,
         "dpo": lambda c, seed: dpo_records(c, seed, cfg.heldout_fraction, tuple(cfg.dpo_asr_languages)),
     }
+    # The unseen-voices split is for evaluation: pretraining records only.
     return {
-        stage: {split: build(c, cfg.seed) for split, c in by_split.items()}
+        stage: {
+            split: build(c, cfg.seed)
+            for split, c in by_split.items()
+            if stage == "pretrain" or not split.startswith("test_")
+        }
         for stage, build in builders.items()
     }

@@ -32,6 +32,7 @@ from lalm.models.builders import build_model
 from lalm.models.training import forward_batch
 from lalm.stages.base import masked_labels, to_device
 from lalm.stages.lm import LanguageModelingStage
+from lalm.stages.registry import build_collator
 
 
 def _full_loss(model: Any, batch: dict[str, Any]) -> torch.Tensor:
@@ -72,7 +73,7 @@ def main() -> None:
     model.to(device).train()
     dataset = ManifestDataset.from_manifest(f"{args.data}/pretrain/train.jsonl", "pretrain")
     stage = LanguageModelingStage("pretrain")
-    collator = stage.collator(processor, CollatorConfig(max_length=4096))
+    collator = build_collator("pretrain", processor, CollatorConfig(max_length=4096))
     base = stage.sample_stream(dataset, 0)
     costs = [record_cost(record) for record in dataset.records]
     orders = {

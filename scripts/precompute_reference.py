@@ -32,6 +32,7 @@ def precompute(cfg: object) -> None:
     from lalm.models.builders import build_model
     from lalm.models.training import AudioLanguageModel
     from lalm.stages.dpo import DpoStage
+    from lalm.stages.registry import build_collator
     from lalm.training.build import collator_config, load_data, seed_everything, sharded_loading
     from lalm.training.distributed import init_distributed, is_main, world_size
     from lalm.training.engine import initialize_reference
@@ -58,7 +59,7 @@ def precompute(cfg: object) -> None:
             reference, processor = build_model(PretrainedModelConfig(path=cfg.init_from))
         engine = initialize_reference(AudioLanguageModel(reference), cfg.deepspeed, cfg.trainer)
         stage = DpoStage(cfg.stage, engine)
-        collator = stage.collator(processor, collator_config(cfg, reference))
+        collator = build_collator("dpo", processor, collator_config(cfg, reference))
         try:
             prepare_cache(
                 stage, None, {"train": train, "dev": dev}, collator, cache_run(cfg, run_dir, engine.device)

@@ -20,6 +20,7 @@ from lalm.config.model import TinyModelConfig
 from lalm.config.train import TrainConfig, manifest_path
 from lalm.config.validation import check
 from lalm.errors import ConfigError
+from lalm.stages.registry import get_stage, load
 
 # Lower bounds on an example's length in tokens, whatever the tokenizer: every rendered message has
 # <|im_start|>, its role line and <|im_end|>; every clip <|audio_bos|> and <|audio_eos|> around its
@@ -61,18 +62,36 @@ def fewest_tokens(messages: list[dict[str, Any]], tolerance_s: float) -> tuple[i
     return tokens, longest
 
 
+_ANSWER: dict[str, Any] = {"role": "assistant", "content": []}  # text left out: it only adds tokens
+
+
+def _column(records: Any, column: str) -> Iterator[Any]:
+    for batch in records.select_columns([column]).iter(batch_size=1024):
+        yield from batch[column]
+
+
+def pretrain_conversations(records: Any) -> Iterator[list[dict[str, Any]]]:
+    """Each pretrain record as its collator renders it: a user turn with the clip, and the answer."""
+    for audio in _column(records, "audio"):
+        yield [{"role": "user", "content": [{"type": "audio", "audio": audio}]}, _ANSWER]
+
+
+def sft_conversations(records: Any) -> Iterator[list[dict[str, Any]]]:
+    """Each SFT record's messages."""
+    yield from _column(records, "messages")
+
+
+def dpo_conversations(records: Any) -> Iterator[list[dict[str, Any]]]:
+    """Each DPO record's prompt and one response (the collator renders each response after it)."""
+    for prompt in _column(records, "prompt"):
+        yield [*prompt, _ANSWER]
+
+
 def example_bounds(stage: str, records: Any, tolerance_s: float) -> Iterator[tuple[int, int]]:
     """fewest_tokens of each record of a validated manifest (`datasets.Dataset`), rendered as the
-    stage's collator renders it (text left out: it only adds tokens; DPO: the prompt and one response)."""
-    column = {"pretrain": "audio", "sft": "messages", "dpo": "prompt"}[stage]
-    assistant: dict[str, Any] = {"role": "assistant", "content": []}
-    for batch in records.select_columns([column]).iter(batch_size=1024):
-        for value in batch[column]:
-            if stage == "pretrain":
-                messages = [{"role": "user", "content": [{"type": "audio", "audio": value}]}, assistant]
-            else:
-                messages = [*value, assistant] if stage == "dpo" else value
-            yield fewest_tokens(messages, tolerance_s)
+    stage's collator renders it (its `bound_conversations`, lalm.stages.registry)."""
+    for messages in load(get_stage(stage).bound_conversations)(records):
+        yield fewest_tokens(messages, tolerance_s)
 
 
 def _window_samples(cfg: TrainConfig) -> int | None:
@@ -154,15 +173,19 @@ def _task_weight_errors(weights: dict[str, float], tasks: list[str | None], wher
     return errors
 
 
-def _mixture_errors(cfg: TrainConfig, records: Any) -> list[str]:
-    """What the stage's sampling stream draws from must exist in the train manifest."""
+def pretrain_data_errors(cfg: TrainConfig, records: Any) -> list[str]:
+    """The tasks that stage.task_weights names must exist in the train manifest."""
+    weights = dict(getattr(cfg.stage, "task_weights", {}))
+    path = _manifest_name(cfg, "train_manifest")
+    return _task_weight_errors(weights, list(records["task"]), path) if weights else []
+
+
+def sft_data_errors(cfg: TrainConfig, records: Any) -> list[str]:
+    """What the SFT sampling stream draws from (chat and analysis modes by chat_weight, analysis tasks
+    by task_weights) must exist in the train manifest."""
     stage = cfg.stage
     path = _manifest_name(cfg, "train_manifest")
     weights = dict(getattr(stage, "task_weights", {}))
-    if stage.name == "pretrain":
-        return _task_weight_errors(weights, list(records["task"]), path) if weights else []
-    if stage.name != "sft":
-        return []
     modes, tasks = list(records["mode"]), list(records["task"])
     analysis = [task for mode, task in zip(modes, tasks, strict=True) if mode == "analysis"]
     errors: list[str] = []
@@ -182,6 +205,12 @@ def _mixture_errors(cfg: TrainConfig, records: Any) -> list[str]:
     return errors
 
 
+def _stage_data_errors(cfg: TrainConfig, records: Any) -> list[str]:
+    """The stage's own settings against the train manifest (its `data_errors`, lalm.stages.registry)."""
+    ref = get_stage(cfg.stage.name).data_errors
+    return [] if ref is None else load(ref)(cfg, records)
+
+
 def validate_data(cfg: TrainConfig, train_records: Any, dev_records: Any) -> None:
     """Config mistakes only the manifests (or the model's window) reveal, all in one ConfigError, before
     any model is built: a data.max_length or data.max_audio_seconds no example fits, an overlap of long
@@ -195,7 +224,7 @@ def validate_data(cfg: TrainConfig, train_records: Any, dev_records: Any) -> Non
         *_overlap_errors(cfg),
         *_length_errors(cfg, train_records, "train_manifest"),
         *_length_errors(cfg, dev_records, "dev_manifest"),
-        *_mixture_errors(cfg, train_records),
+        *_stage_data_errors(cfg, train_records),
     ]
     if errors:
         raise ConfigError("the config does not fit the data", errors)

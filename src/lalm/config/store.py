@@ -14,13 +14,11 @@ from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyM
 from lalm.config.train import (
     DataConfig,
     DeepSpeedConfig,
-    DpoStageConfig,
     OptimConfig,
-    PretrainStageConfig,
-    SftStageConfig,
     TrainConfig,
     TrainerConfig,
 )
+from lalm.stages.registry import get_stage, stage_names
 
 
 @dataclass
@@ -44,9 +42,8 @@ def register_configs() -> None:
     store.store(name="evaluate_schema", node=EvalConfig)
     store.store(name="chat_schema", node=ChatConfig)
     store.store(name="generate_schema", node=GenerateConfig)
-    store.store(group="stage", name="pretrain_stage_schema", node=PretrainStageConfig)
-    store.store(group="stage", name="sft_stage_schema", node=SftStageConfig)
-    store.store(group="stage", name="dpo_stage_schema", node=DpoStageConfig)
+    for stage in stage_names():  # configs/stage/<stage>.yaml starts from <stage>_stage_schema
+        store.store(group="stage", name=f"{stage}_stage_schema", node=get_stage(stage).config)
     store.store(group="data", name="data_schema", node=DataConfig)
     store.store(group="optim", name="optim_schema", node=OptimConfig)
     store.store(group="deepspeed", name="deepspeed_schema", node=DeepSpeedConfig)

@@ -10,7 +10,9 @@ from omegaconf import MISSING
 
 from lalm.config.augment import AugmentConfig
 
-STAGE_NAMES = ("pretrain", "sft", "dpo")
+# The stages (their names, config classes, record formats, collators) are registered in
+# lalm.stages.registry, which imports the stage configs below.
+
 # The keys of lalm.losses.preference.PREFERENCE_LOSSES (a test keeps them equal; the config does not
 # import torch).
 DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust")

@@ -17,7 +17,6 @@ from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyM
 from lalm.config.train import (
     ACTIVATION_CHECKPOINTING,
     DPO_LOSSES,
-    STAGE_NAMES,
     DataConfig,
     DeepSpeedConfig,
     DpoStageConfig,
@@ -33,6 +32,7 @@ from lalm.config.train import (
 )
 from lalm.data.tasks import task_names
 from lalm.errors import ConfigError
+from lalm.stages.registry import get_stage, stage_names
 
 
 def _check_checkpoint(path: str, errors: list[str]) -> None:
@@ -404,11 +404,11 @@ def _run_errors(cfg: TrainConfig) -> list[str]:
 def validate(cfg: TrainConfig, world_size: int) -> None:
     """Every mistake found at once, in one ConfigError (a ValueError), before any model is built."""
     stage = cfg.stage
-    if stage.name not in STAGE_NAMES:
+    if stage.name not in stage_names():
         raise ConfigError(
-            "invalid training config", [f"unknown stage {stage.name!r}; choose one of {list(STAGE_NAMES)}"]
+            "invalid training config", [f"unknown stage {stage.name!r}; choose one of {list(stage_names())}"]
         )
-    schema = {"pretrain": PretrainStageConfig, "sft": SftStageConfig, "dpo": DpoStageConfig}[stage.name]
+    schema = get_stage(stage.name).config
     if not isinstance(stage, schema):
         message = f"stage.name={stage.name} but the stage config is {type(stage).__name__}"
         raise ConfigError("invalid training config", [f"{message}: select it with stage={stage.name}"])

@@ -25,6 +25,7 @@ from lalm.data.augment import NoiseBank, clip_rng, perturb_waveform
 from lalm.data.manifest import load_manifest
 from lalm.data.prompts import select_prompt
 from lalm.errors import AudioLoadError
+from lalm.stages.registry import get_stage, load
 
 Example = dict[str, Any]
 
@@ -75,6 +76,25 @@ def pretrain_messages(record: dict[str, Any], prompt_seed: int) -> list[dict[str
     ]
 
 
+def pretrain_example(record: dict[str, Any], prompt_seed: int) -> Example:
+    """A pretrain record's example fields: its conversation (pretrain_messages) and task."""
+    return {"messages": pretrain_messages(record, prompt_seed), "task": record["task"]}
+
+
+def sft_example(record: dict[str, Any], prompt_seed: int) -> Example:
+    """An SFT record's example fields: its conversation and mode (the sample stream mixes modes)."""
+    return {"messages": record["messages"], "mode": record["mode"]}
+
+
+def dpo_example(record: dict[str, Any], prompt_seed: int) -> Example:
+    """A DPO record's example fields: the prompt conversation and the two responses."""
+    return {"prompt": record["prompt"], "chosen": record["chosen"], "rejected": record["rejected"]}
+
+
+# Where an example holds its conversation (see lalm.stages.registry's to_example): its audio is decoded.
+CONVERSATION_KEYS = ("messages", "prompt")
+
+
 def bad_example(example_id: str, source: str, err: AudioLoadError) -> Example:
     """The marker that stands for an example whose audio cannot be used (see the module docstring)."""
     bad = {"reason": err.reason, "file": err.audio_path, "detail": err.detail}
@@ -82,7 +102,8 @@ def bad_example(example_id: str, source: str, err: AudioLoadError) -> Example:
 
 
 class ManifestDataset(torch.utils.data.Dataset):
-    """Examples of one stage, ready for that stage's collator (see lalm.data.collators).
+    """Examples of one stage, ready for that stage's collator (see lalm.data.collators): the stage's
+    `to_example` (lalm.stages.registry) with the audio of its conversation decoded.
 
     duration_tolerance_s: how far a clip may fall short of its manifest `duration` before it is
     dropped as duration_mismatch (DataConfig.duration_tolerance_s; None: not compared).
@@ -98,6 +119,7 @@ class ManifestDataset(torch.utils.data.Dataset):
     ) -> None:
         self.records = records
         self.stage = stage
+        self._to_example = load(get_stage(stage).to_example)
         self.prompt_seed = prompt_seed
         self.sample_rate = sample_rate
         self.duration_tolerance_s = duration_tolerance_s
@@ -147,7 +169,8 @@ class ManifestDataset(torch.utils.data.Dataset):
     def _augment(self, example: Example, position: int) -> None:
         """Perturb every clip of the example in place, clip c drawing from (seed, position, c)."""
         assert self.augment is not None
-        clips = [item for m in example.get("messages", example.get("prompt", [])) for item in m["content"]]
+        messages = [m for key in CONVERSATION_KEYS for m in example.get(key, [])]
+        clips = [item for m in messages for item in m["content"]]
         clips = [item for item in clips if item["type"] == "audio"]
         for number, item in enumerate(clips):
             rng = clip_rng(self.augment_seed, position, number)
@@ -162,17 +185,12 @@ class ManifestDataset(torch.utils.data.Dataset):
 
     def _decoded(self, record: dict[str, Any]) -> Example:
         source = record["_source"]
-        example: Example = {"id": record["id"], "source": source}
-        if self.stage == "dpo":
-            example["prompt"] = self._decode(record["prompt"], source)
-            example.update(chosen=record["chosen"], rejected=record["rejected"])
-            return example
-        messages = (
-            pretrain_messages(record, self.prompt_seed) if self.stage == "pretrain" else record["messages"]
-        )
-        example["messages"] = self._decode(messages, source)
-        if self.stage == "sft":
-            example["mode"] = record["mode"]
-        if self.stage == "pretrain":
-            example["task"] = record["task"]
+        example: Example = {
+            "id": record["id"],
+            "source": source,
+            **self._to_example(record, self.prompt_seed),
+        }
+        for key in CONVERSATION_KEYS:
+            if key in example:
+                example[key] = self._decode(example[key], source)
         return example

@@ -11,7 +11,6 @@ error messages further down the pipeline.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,25 @@ import datasets
 from lalm.data.languages import UnknownLanguageError, check_language
 from lalm.data.tasks import PROMPT_LANGUAGES, UnknownTaskError, get_task
 from lalm.errors import ManifestError
+from lalm.stages.registry import get_stage, load, stage_names
 
-STAGES = ("pretrain", "sft", "dpo")
 SFT_MODES = ("chat", "analysis")
 ROLES = ("system", "user", "assistant")
 
 Record = dict[str, Any]
 
 
-class _Invalid(Exception):
-    """Raised inside validators; turned into a ManifestError carrying the file and line."""
+class InvalidRecord(Exception):
+    """Raised inside a stage's record validator (lalm.stages.registry) with the reason; turned into a
+    ManifestError carrying the file and line."""
 
 
 def _require(record: Record, field: str, kind: type | tuple[type, ...]) -> Any:
     if field not in record:
-        raise _Invalid(f"missing field '{field}'")
+        raise InvalidRecord(f"missing field '{field}'")
     value = record[field]
     if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
-        raise _Invalid(
+        raise InvalidRecord(
             f"field '{field}' must be a non-empty {getattr(kind, '__name__', kind)}, got {value!r}"
         )
     return value
@@ -50,14 +50,14 @@ def _is_number(value: Any) -> bool:
 def _audio_ref(value: Any, base: Path, check_files: bool) -> dict[str, Any]:
     ref = {"path": value} if isinstance(value, str) else value
     if not isinstance(ref, dict) or not isinstance(ref.get("path"), str):
-        raise _Invalid(f"audio must be a path or {{'path', 'offset', 'duration'}}, got {value!r}")
+        raise InvalidRecord(f"audio must be a path or {{'path', 'offset', 'duration'}}, got {value!r}")
     unknown = set(ref) - {"path", "offset", "duration"}
     if unknown:
-        raise _Invalid(f"unknown audio keys {sorted(unknown)}")
+        raise InvalidRecord(f"unknown audio keys {sorted(unknown)}")
     path = Path(ref["path"])
     path = path if path.is_absolute() else base / path
     if check_files and not path.is_file():
-        raise _Invalid(f"audio file not found: {path}")
+        raise InvalidRecord(f"audio file not found: {path}")
     offset = 0.0 if ref.get("offset") is None else ref["offset"]
     duration = ref.get("duration")
     if (
@@ -65,7 +65,7 @@ def _audio_ref(value: Any, base: Path, check_files: bool) -> dict[str, Any]:
         or offset < 0
         or (duration is not None and (not _is_number(duration) or duration <= 0))
     ):
-        raise _Invalid(f"audio offset must be a number >= 0 and duration a number > 0, got {ref!r}")
+        raise InvalidRecord(f"audio offset must be a number >= 0 and duration a number > 0, got {ref!r}")
     return {
         "path": str(path),
         "offset": float(offset),
@@ -78,29 +78,29 @@ def _language(record: Record, field: str, required: bool) -> str | None:
     value = record.get(field)
     if value is None:
         if required:
-            raise _Invalid(f"missing field '{field}' (the task needs it)")
+            raise InvalidRecord(f"missing field '{field}' (the task needs it)")
         return None
     try:
         return check_language(value)
     except UnknownLanguageError as err:
-        raise _Invalid(f"field '{field}': {err}") from None
+        raise InvalidRecord(f"field '{field}': {err}") from None
 
 
-def _validate_pretrain(record: Record, base: Path, check_files: bool) -> Record:
+def validate_pretrain(record: Record, base: Path, check_files: bool) -> Record:
     name = _require(record, "task", str)
     try:
         task = get_task(name)
     except UnknownTaskError as err:
-        raise _Invalid(str(err)) from None
+        raise InvalidRecord(str(err)) from None
     target_language = _language(record, "target_language", required=task.needs_target_language)
     prompt = record.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
-        raise _Invalid(f"field 'prompt' must be a string, got {prompt!r}")
+        raise InvalidRecord(f"field 'prompt' must be a string, got {prompt!r}")
     if not prompt and not task.prompts:
-        raise _Invalid(f"task {name!r} has no prompt library: the record must bring its own 'prompt'")
+        raise InvalidRecord(f"task {name!r} has no prompt library: the record must bring its own 'prompt'")
     prompt_language = record.get("prompt_language")
     if prompt_language is not None and prompt_language not in PROMPT_LANGUAGES:
-        raise _Invalid(
+        raise InvalidRecord(
             f"field 'prompt_language' must be one of {list(PROMPT_LANGUAGES)}, got {prompt_language!r}"
         )
     return {
@@ -120,7 +120,7 @@ def _content_items(message: Record, base: Path, check_files: bool) -> list[Recor
     if isinstance(content, str) and content.strip():
         return [{"type": "text", "text": content, "audio": None}]
     if not isinstance(content, list) or not content:
-        raise _Invalid(f"message content must be a non-empty string or list of items, got {content!r}")
+        raise InvalidRecord(f"message content must be a non-empty string or list of items, got {content!r}")
     items = []
     for item in content:
         kind = item.get("type") if isinstance(item, dict) else None
@@ -128,12 +128,12 @@ def _content_items(message: Record, base: Path, check_files: bool) -> list[Recor
             items.append({"type": "text", "text": item["text"], "audio": None})
         elif kind == "audio" and "audio" in item:
             if message["role"] != "user":
-                raise _Invalid(f"audio is only allowed in user turns, found in a {message['role']} turn")
+                raise InvalidRecord(f"audio is only allowed in user turns, found in a {message['role']} turn")
             items.append(
                 {"type": "audio", "text": None, "audio": _audio_ref(item["audio"], base, check_files)}
             )
         else:
-            raise _Invalid(
+            raise InvalidRecord(
                 f"content item must be {{'type':'text','text':...}} or {{'type':'audio','audio':...}}, got {item!r}"
             )
     return items
@@ -141,19 +141,19 @@ def _content_items(message: Record, base: Path, check_files: bool) -> list[Recor
 
 def _messages(value: Any, base: Path, check_files: bool, ends_with: str, field: str) -> list[Record]:
     if not isinstance(value, list) or not value:
-        raise _Invalid(f"field '{field}' must be a non-empty list of messages, got {value!r}")
+        raise InvalidRecord(f"field '{field}' must be a non-empty list of messages, got {value!r}")
     out = []
     for index, message in enumerate(value):
         role = message.get("role") if isinstance(message, dict) else None
         if role not in ROLES:
-            raise _Invalid(f"message {index}: role must be one of {list(ROLES)}, got {role!r}")
+            raise InvalidRecord(f"message {index}: role must be one of {list(ROLES)}, got {role!r}")
         if role == "system" and index != 0:
-            raise _Invalid(f"message {index}: a system message may only come first")
+            raise InvalidRecord(f"message {index}: a system message may only come first")
         out.append({"role": role, "content": _content_items(message, base, check_files)})
     turns = [m["role"] for m in out if m["role"] != "system"]
     expected = ["user", "assistant"] * len(turns)
     if not turns or turns != expected[: len(turns)] or turns[-1] != ends_with:
-        raise _Invalid(f"turns must alternate user/assistant and end with {ends_with}, got {turns}")
+        raise InvalidRecord(f"turns must alternate user/assistant and end with {ends_with}, got {turns}")
     return out
 
 
@@ -162,14 +162,14 @@ def _optional_task(record: Record) -> str | None:
     turn's task). Evaluation reports DPO preference per task; SFT's is kept for inspection."""
     task = record.get("task")
     if task is not None and not (isinstance(task, str) and task):
-        raise _Invalid(f"field 'task' must be a non-empty string when given, got {task!r}")
+        raise InvalidRecord(f"field 'task' must be a non-empty string when given, got {task!r}")
     return task
 
 
-def _validate_sft(record: Record, base: Path, check_files: bool) -> Record:
+def validate_sft(record: Record, base: Path, check_files: bool) -> Record:
     mode = _require(record, "mode", str)
     if mode not in SFT_MODES:
-        raise _Invalid(f"mode must be one of {list(SFT_MODES)}, got {mode!r}")
+        raise InvalidRecord(f"mode must be one of {list(SFT_MODES)}, got {mode!r}")
     return {
         "id": str(_require(record, "id", (str, int))),
         "mode": mode,
@@ -178,10 +178,10 @@ def _validate_sft(record: Record, base: Path, check_files: bool) -> Record:
     }
 
 
-def _validate_dpo(record: Record, base: Path, check_files: bool) -> Record:
+def validate_dpo(record: Record, base: Path, check_files: bool) -> Record:
     chosen, rejected = _require(record, "chosen", str), _require(record, "rejected", str)
     if chosen == rejected:
-        raise _Invalid("chosen and rejected are identical")
+        raise InvalidRecord("chosen and rejected are identical")
     return {
         "id": str(_require(record, "id", (str, int))),
         "mode": record.get("mode") if record.get("mode") in SFT_MODES else None,
@@ -192,54 +192,40 @@ def _validate_dpo(record: Record, base: Path, check_files: bool) -> Record:
     }
 
 
-VALIDATORS: dict[str, Callable[[Record, Path, bool], Record]] = {
-    "pretrain": _validate_pretrain,
-    "sft": _validate_sft,
-    "dpo": _validate_dpo,
-}
-
-
-# The keys that make a record look like each stage's, to name a manifest given to the wrong stage
-# instead of reporting the same missing field on every line; and what each stage needs instead.
-STAGE_SHAPES: dict[str, tuple[tuple[str, ...], str]] = {
-    "pretrain": (("task", "audio", "text"), "task/audio/text records"),
-    "sft": (("messages", "mode"), "mode/messages records"),
-    "dpo": (("prompt", "chosen", "rejected"), "prompt/chosen/rejected records"),
-}
-
-
 def _record_shape(raw: Any) -> str | None:
-    """The stage whose keys a raw record has (None: no stage's, or more than one)."""
+    """The stage whose `record_keys` (lalm.stages.registry) a raw record has (None: no stage's, or
+    more than one): a manifest given to the wrong stage is named as such, instead of reporting the
+    same missing field on every line."""
     if not isinstance(raw, dict):
         return None
-    matches = [stage for stage, (keys, _) in STAGE_SHAPES.items() if all(key in raw for key in keys)]
+    matches = [name for name in stage_names() if all(key in raw for key in get_stage(name).record_keys)]
     return matches[0] if len(matches) == 1 else None
 
 
 def _parse_line(raw_line: bytes) -> Record | None:
-    """The JSON object on a line (None for a blank line); _Invalid if it is not UTF-8 JSON object."""
+    """The JSON object on a line (None for a blank line); InvalidRecord if it is not UTF-8 JSON object."""
     try:
         line = raw_line.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise _Invalid(f"not valid UTF-8 ({err.reason})") from None
+        raise InvalidRecord(f"not valid UTF-8 ({err.reason})") from None
     if not line.strip():
         return None
     try:
         raw = json.loads(line)
     except json.JSONDecodeError as err:
-        raise _Invalid(f"not valid JSON ({err.msg})") from None
+        raise InvalidRecord(f"not valid JSON ({err.msg})") from None
     if not isinstance(raw, dict):
-        raise _Invalid(f"a line must hold a JSON object, got {type(raw).__name__}")
+        raise InvalidRecord(f"a line must hold a JSON object, got {type(raw).__name__}")
     return raw
 
 
 def _wrong_stage(path: Path, stage: str, first_line: int, shape: str) -> ManifestError:
-    keys = [f"'{key}'" for key in STAGE_SHAPES[shape][0]]
-    has = ", ".join(keys[:-1]) + f" and {keys[-1]}"
-    article = "an" if shape == "sft" else "a"
+    looks_like = get_stage(shape)
+    keys = [f"'{key}'" for key in looks_like.record_keys]
+    has = ", ".join(keys[:-1]) + f" and {keys[-1]}" if len(keys) > 1 else keys[0]
     message = (
-        f"this looks like {article} {shape} manifest (has {has}); "
-        f"stage={stage} needs {STAGE_SHAPES[stage][1]}"
+        f"this looks like {looks_like.article} {shape} manifest (has {has}); "
+        f"stage={stage} needs {get_stage(stage).records_are}"
     )
     return ManifestError(str(path), first_line, message)
 
@@ -248,8 +234,9 @@ def read_manifest_records(path: str | Path, stage: str, check_files: bool = True
     """Parse and validate every line of a manifest. A bad line does not stop the scan: one
     ManifestError lists every bad line as file:line: message, or says that the file is another
     stage's manifest when no line fits this stage and every line fits that one."""
-    if stage not in VALIDATORS:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {list(STAGES)}")
+    if stage not in stage_names():
+        raise ValueError(f"unknown stage {stage!r}; expected one of {list(stage_names())}")
+    validate = load(get_stage(stage).validate_record)
     path = Path(path)
     if not path.is_file():
         raise ManifestError(str(path), 0, "manifest file not found")
@@ -264,8 +251,8 @@ def read_manifest_records(path: str | Path, stage: str, check_files: bool = True
                 raw = _parse_line(raw_line)
                 if raw is None:
                     continue
-                record = VALIDATORS[stage](raw, path.parent, check_files)
-            except _Invalid as err:
+                record = validate(raw, path.parent, check_files)
+            except InvalidRecord as err:
                 bad_count += 1
                 if len(bad) < ManifestError.MAX_LISTED:
                     bad.append((line_number, str(err)))

@@ -36,17 +36,19 @@ from lalm.eval.metrics import preference_summary
 from lalm.eval.scoring import score_generations
 from lalm.models.training import sequence_logps_of
 from lalm.stages.base import to_device
+from lalm.stages.registry import guess_stage, stage_names
 from lalm.training.distributed import device, is_main, rank, world_size
 
 
 def manifest_kind(path: str) -> str:
-    """pretrain | sft | dpo, from the first record's fields."""
+    """The stage whose records the manifest holds (pretrain | sft | dpo), guessed from the first
+    record's keys (lalm.stages.registry.guess_stage); loading the manifest then checks every line."""
     with open(path, encoding="utf-8") as handle:
         first = next((line for line in handle if line.strip()), None)
     if first is None:
         raise ManifestError(path, 0, "manifest holds no examples")
     record = json.loads(first)
-    return "dpo" if "chosen" in record else "sft" if "messages" in record else "pretrain"
+    return guess_stage(record) if isinstance(record, dict) else stage_names()[0]
 
 
 _Prompts = ManifestPrompts  # the name tests/integration/test_learning.py imports

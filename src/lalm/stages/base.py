@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import torch
 
-from lalm.data.collators import IGNORE_INDEX, CollatorConfig
+from lalm.data.collators import IGNORE_INDEX
 from lalm.data.packing import position_rows
 
 Batch = dict[str, Any]
@@ -31,9 +31,6 @@ class StepOutput:
 class Stage(Protocol):
     name: str
     unit: str  # what the loss is normalised by: "supervised_tokens" or "pairs"
-
-    def collator(self, processor: Any, config: CollatorConfig) -> Any:
-        """The stage's collator (lalm.data.collators) with the run's settings (build.collator_config)."""
 
     def sample_stream(self, dataset: Any, seed: int) -> Any: ...
 

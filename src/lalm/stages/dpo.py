@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from lalm.config.train import DpoStageConfig
-from lalm.data.collators import CollatorConfig, PreferenceCollator
 from lalm.data.sampling import EpochStream
 from lalm.losses.preference import chosen_nll, preference_loss, preference_metrics
 from lalm.models.training import Encoded, encode_batch, sequence_logps_of, training_module
@@ -38,9 +37,6 @@ class DpoStage:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-    def collator(self, processor: Any, config: CollatorConfig) -> PreferenceCollator:
-        return PreferenceCollator(processor, config)
 
     def sample_stream(self, dataset: Any, seed: int) -> EpochStream:
         return EpochStream(len(dataset), seed)

@@ -10,7 +10,6 @@ from typing import Any
 
 import torch
 
-from lalm.data.collators import CollatorConfig, ConversationCollator
 from lalm.data.packing import row_count
 from lalm.data.sampling import EpochStream, MixtureStream
 from lalm.models.training import forward_batch
@@ -72,9 +71,6 @@ class LanguageModelingStage:
             special_ids
         )  # blank = the first (<|endoftext|>); all are kept out of CTC targets
         self.blank = special_ids[0] if special_ids else 0
-
-    def collator(self, processor: Any, config: CollatorConfig) -> ConversationCollator:
-        return ConversationCollator(processor, config)
 
     def sample_stream(self, dataset: Any, seed: int) -> EpochStream | MixtureStream:
         """Pretraining: shuffled epochs, or the task mixture. SFT: chat vs analysis by chat_weight, and

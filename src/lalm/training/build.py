@@ -19,7 +19,7 @@ from transformers.integrations.deepspeed import HfDeepSpeedConfig, unset_hf_deep
 
 from lalm.config.data_checks import validate_data
 from lalm.config.model import PretrainedModelConfig, TinyModelConfig
-from lalm.config.train import STAGE_NAMES, TrainConfig, accumulation_steps, manifest_path
+from lalm.config.train import DpoStageConfig, TrainConfig, accumulation_steps, manifest_path
 from lalm.config.validation import validate
 from lalm.data.collators import CollatorConfig
 from lalm.data.dataset import ManifestDataset
@@ -31,6 +31,7 @@ from lalm.models.training import AudioLanguageModel, build_ctc_head, enable_acti
 from lalm.stages.base import Stage
 from lalm.stages.dpo import DpoStage
 from lalm.stages.lm import LanguageModelingStage
+from lalm.stages.registry import build_collator, get_stage, load, stage_names
 from lalm.training.checkpoint import CheckpointError, read_state
 from lalm.training.distributed import barrier, from_main, init_distributed, is_main, world_size
 from lalm.training.engine import deepspeed_config, initialize_engine, initialize_reference
@@ -65,7 +66,7 @@ def seed_everything(seed: int) -> None:
 
 def train_manifests(data_dir: str | Path) -> list[str]:
     """The train manifests of every stage found under a corpus folder (the tiny tokenizer's text)."""
-    paths = [Path(data_dir) / stage / "train.jsonl" for stage in STAGE_NAMES]
+    paths = [Path(data_dir) / stage / "train.jsonl" for stage in stage_names()]
     return [str(p) for p in paths if p.is_file()]
 
 
@@ -80,19 +81,28 @@ def model_config(cfg: TrainConfig) -> Any:
 
 
 def build_stage(cfg: TrainConfig, special_ids: tuple[int, ...] = ()) -> tuple[Stage, Any]:
-    """The stage plug-in, and for DPO without LoRA the frozen reference model (not yet wrapped)."""
-    if cfg.stage.name == "dpo":
-        assert cfg.init_from is not None  # validate() guarantees it
-        reference = None
-        if not cfg.stage.lora.enabled:
-            reference = build_model(PretrainedModelConfig(path=cfg.init_from))[0]
-        return DpoStage(cfg.stage, None), reference
-    chat_weight = cfg.stage.chat_weight if cfg.stage.name == "sft" else None
-    pretrain = cfg.stage.name == "pretrain"
-    ctc_weight = cfg.stage.ctc_weight if pretrain else 0.0
-    task_weights = dict(cfg.stage.task_weights)
+    """The stage plug-in, and for DPO without LoRA the frozen reference model (not yet wrapped): the
+    stage's `build_stage` (lalm.stages.registry)."""
+    return load(get_stage(cfg.stage.name).build_stage)(cfg, special_ids)
+
+
+def build_lm_stage(cfg: TrainConfig, special_ids: tuple[int, ...] = ()) -> tuple[Stage, None]:
+    """Pretraining and SFT: next-token loss. The stage config says what else applies: SFT's
+    chat_weight (chat vs analysis mode), pretraining's ctc_weight, both stages' task_weights."""
+    chat_weight = getattr(cfg.stage, "chat_weight", None)
+    ctc_weight = getattr(cfg.stage, "ctc_weight", 0.0)
+    task_weights = dict(getattr(cfg.stage, "task_weights", {}))
     stage = LanguageModelingStage(cfg.stage.name, chat_weight, ctc_weight, special_ids, task_weights)
     return stage, None
+
+
+def build_dpo_stage(cfg: TrainConfig, special_ids: tuple[int, ...] = ()) -> tuple[Stage, Any]:
+    """DPO, and without LoRA its frozen reference: the init_from model, built again."""
+    assert cfg.init_from is not None and isinstance(cfg.stage, DpoStageConfig)  # validate() guarantees it
+    reference = None
+    if not cfg.stage.lora.enabled:
+        reference = build_model(PretrainedModelConfig(path=cfg.init_from))[0]
+    return DpoStage(cfg.stage, None), reference
 
 
 def collator_config(cfg: TrainConfig, model: Any) -> CollatorConfig:
@@ -289,7 +299,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     if reference is not None:
         reference = AudioLanguageModel(reference)
         stage.reference = initialize_reference(reference, cfg.deepspeed, cfg.trainer)  # type: ignore[attr-defined]
-    collator = stage.collator(processor, collator_config(cfg, base_model))
+    collator = build_collator(cfg.stage.name, processor, collator_config(cfg, base_model))
     if isinstance(stage, DpoStage) and uses_reference_cache(
         cfg.stage.cache_reference, cfg.trainer, len(train), run_dir
     ):

@@ -412,9 +412,11 @@ MISTAKES = [
     ),
     Mistake(
         "clips-longer-than-max-audio-seconds",
-        ["data.max_audio_seconds=2.4"],  # clips over 2.5 s decode to over 2.4 s (duration_tolerance_s)
+        # clips over 2.51 s decode to over 2.4 s (duration_tolerance_s 0.1); one of 2.500062 s does not
+        # (its bound floors to exactly 2.4 s of samples)
+        ["data.max_audio_seconds=2.4"],
         ["every example of {tmp}/train.jsonl has a clip longer than data.max_audio_seconds=2.4: raise it"],
-        setup=_records_manifest("pretrain", lambda r: r["audio"]["duration"] > 2.5),
+        setup=_records_manifest("pretrain", lambda r: r["audio"]["duration"] > 2.51),
     ),
     Mistake(
         "long-audio-overlap-as-long-as-the-window",

@@ -15,6 +15,7 @@ from data_recipes import synthetic_text as st
 from data_recipes.synthetic import split_of
 from lalm.config.data import SyntheticRecipeConfig
 from lalm.data.manifest import load_manifest, read_manifest_records
+from tests.conftest import TEST_CORPUS
 
 STAGES = ("pretrain", "sft", "dpo")
 SPLITS = ("train", "dev", "test")
@@ -151,3 +152,30 @@ def test_dpo_asr_languages_limits_transcript_pairs(tmp_path):
     with pytest.raises(ValueError, match=r"unknown languages \['xx'\]"):
         synthetic.prepare(SyntheticRecipeConfig(size=0.01, dpo_asr_languages=["xx"]), tmp_path)
     assert not (tmp_path / "audio").exists()  # refused before rendering anything
+
+
+def test_unseen_voices_speak_only_in_their_own_split(corpus_dir):
+    clips = synthetic.plan_clips(TEST_CORPUS)
+    unseen = {v for voices in synthetic.UNSEEN_VOICES.values() for v in voices}
+    seen = {v for voices in synthetic.VOICES.values() for v in voices}
+    assert not unseen & seen
+    by_split: dict[str, set[str]] = {}
+    for clip in clips:
+        if "variant" in clip.info:
+            by_split.setdefault(clip.split, set()).add(clip.info["variant"])
+    assert by_split[synthetic.UNSEEN_SPLIT] <= unseen and len(by_split[synthetic.UNSEEN_SPLIT]) >= 3
+    for split in SPLITS:
+        assert not by_split[split] & unseen, split
+    # Its sentences are the test split's; its records are pretraining ones, every speech task each.
+    test_keys = {c.info["key"] for c in clips if c.split == "test" and c.kind == "speech"}
+    unseen_keys = {c.info["key"] for c in clips if c.split == synthetic.UNSEEN_SPLIT}
+    assert unseen_keys <= {
+        k for k in st.statement_keys() if split_of(k, TEST_CORPUS.heldout_fraction) == "test"
+    }
+    assert test_keys  # the test split speaks too
+    records = read_manifest_records(corpus_dir / "pretrain" / f"{synthetic.UNSEEN_SPLIT}.jsonl", "pretrain")
+    tasks = Counter(r["task"] for r in records)
+    unseen_clips = [c for c in clips if c.split == synthetic.UNSEEN_SPLIT]
+    assert tasks["asr"] == tasks["lid"] == tasks["gender"] == len(unseen_clips) == len(records) // 5
+    assert not (corpus_dir / "sft" / f"{synthetic.UNSEEN_SPLIT}.jsonl").exists()
+    assert not (corpus_dir / "dpo" / f"{synthetic.UNSEEN_SPLIT}.jsonl").exists()

@@ -258,4 +258,5 @@ def test_packed_and_padded_batches_give_the_same_loss_and_gradients(tiny, corpus
         torch.testing.assert_close(packed_out.metrics[name], value, rtol=1e-5, atol=1e-5, msg=name)
     assert packed_grads.keys() == padded_grads.keys() and len(packed_grads) > 10
     for name, grad in padded_grads.items():
-        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+        # Summation order differs between the layouts; the audio tower's biases sum over every frame.
+        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)

@@ -145,10 +145,10 @@ def test_reset_bad_turns_and_system_prompt(loaded, question_wav, tmp_path):
 
 def test_a_conversation_longer_than_max_length_is_refused_until_reset(loaded):
     model, processor = loaded
-    session = ChatSession(model, processor, GenerationConfig(max_new_tokens=2), max_length=40)
+    session = ChatSession(model, processor, GenerationConfig(max_new_tokens=2), max_length=80)
     session.reply(user_message(UserTurn((), "hi")))
-    with pytest.raises(ChatInputError, match="max_length is 40.*/reset starts a new conversation"):
-        session.reply(user_message(UserTurn((), " ".join(["word"] * 30))))
+    with pytest.raises(ChatInputError, match="max_length is 80.*/reset starts a new conversation"):
+        session.reply(user_message(UserTurn((), " ".join(["word"] * 80))))
     assert len(session.history) == 2  # unchanged by the refused turn
 
 
