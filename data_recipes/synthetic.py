@@ -238,7 +238,9 @@ NOISE_SOUNDS = ("white", "pink", "brown")
 def write_noise_manifest(clips: list[Clip], output_dir: Path) -> None:
     """DIR/noise/train.jsonl: the train split's noise recordings, {"audio": path} a line, for additive
     noise augmentation (`stage.augment.noise_manifest`)."""
-    noises = [c for c in clips if c.split == "train" and c.kind == "sound" and c.info["sound"] in NOISE_SOUNDS]
+    noises = [
+        c for c in clips if c.split == "train" and c.kind == "sound" and c.info["sound"] in NOISE_SOUNDS
+    ]
     write_manifest(output_dir / "noise" / "train.jsonl", [{"audio": f"../{c.relpath}"} for c in noises])
 
 
