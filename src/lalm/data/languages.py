@@ -43,12 +43,18 @@ class UnknownLanguageError(ValueError):
         self.code = code
 
 
-@lru_cache(maxsize=4096)
 def check_language(code: str) -> str:
     """The standard form of a language tag ('eng' -> 'en', 'ZH-cn' -> 'zh-CN'); UnknownLanguageError
     when it is not one. 'und' (undetermined) and private-use codes are refused: a record must say which
     language it holds."""
-    if not isinstance(code, str) or not langcodes.tag_is_valid(code):
+    if not isinstance(code, str):  # checked before the cache: a manifest may hold a list or a dict here
+        raise UnknownLanguageError(code)
+    return _standard_tag(code)
+
+
+@lru_cache(maxsize=4096)
+def _standard_tag(code: str) -> str:
+    if not langcodes.tag_is_valid(code):
         raise UnknownLanguageError(code)
     tag = langcodes.standardize_tag(code)
     language = langcodes.Language.get(tag).language

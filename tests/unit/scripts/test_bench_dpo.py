@@ -111,7 +111,9 @@ def test_cuda_results_carry_mfu_and_gpu_memory(monkeypatch):
         return {"setup": setup, "steps": steps, "final": final}
 
     monkeypatch.setattr(
-        bench, "_run_lockstep", lambda spec: {"lalm": side([9, 1, 1], 50), "trl": side([9, 2, 2], 0)}
+        bench.bench_dpo_workers,
+        "run_lockstep",
+        lambda spec: {"lalm": side([9, 1, 1], 50), "trl": side([9, 2, 2], 0)},
     )
     args = parse_args(["--warmup", "1", "--steps", "2", "--peak-tflops", "1e-6", "--audio-seconds", "2"])
     args.device = "cuda"  # past parse_args' check for a GPU
