@@ -27,13 +27,19 @@ the audio and the question, the assistant turn `answer_gt`; ids `airbench-chat-<
 scripts/evaluate.py's SFT path scores it by exact match and, given `judge.endpoint`, by an LLM judge,
 which is what AIR-Bench's open answers need (the benchmark itself scores them with GPT-4).
 
-eval/airbench_foundation.jsonl: one pretrain-form record per entry, task "chat" with the record's own
-prompt: AIR-Bench's instruction ("Choose the most suitable answer from options A, B, C, and D ..."),
-the question and the lettered choices, as the official Inference_Foundation.py builds it, except that
-an entry with two or three choices lists only those. The reference is the letter of `answer_gt`, and
-exact match after normalisation scores it ("B." and "b" match "B"), as the official score_foundation.py
-reads the answer's first letter. Ids `airbench-foundation-<uniq_id>`; the task_name is not kept, so
-per-task accuracies need the ids joined back to Foundation_meta.json.
+eval/airbench_foundation_<task>.jsonl, one manifest per Foundation task (`foundation_set_name`:
+the entry's task_name in lower case, e.g. airbench_foundation_speech_grounding,
+airbench_foundation_speaker_emotion_recontion, AIR-Bench's own spelling; its datasets together, e.g.
+IEMOCAP and MELD for emotion): one pretrain-form record per entry, task "choice" (lalm.data.task_library)
+with the record's own prompt: AIR-Bench's instruction ("Choose the most suitable answer from options A,
+B, C, and D ..."), the question and the lettered choices, as the official Inference_Foundation.py builds
+it, except that an entry with two or three choices lists only those. The reference is the letter of
+`answer_gt`, and exact match after normalisation scores it ("B." and "b" match "B"): stricter than the
+official score_foundation.py, which reads a reply's first character (or its second-to-last, for "The
+answer is B."), so "B. birds" counts there and not here. Ids `airbench-foundation-<uniq_id>`. Given
+several of these manifests, evaluation reports `choice/exact_match` over all their questions and
+`choice/<manifest>/exact_match` for each (lalm.eval.scoring): the 19 tasks of the paper's table (the
+official script splits a task further by dataset).
 
 Audio: the files stay where they are; an entry whose file is missing is counted, not written. The
 Foundation's Audio_Grounding entries name .wav files that ship as .flac: when the named file is missing,
@@ -49,6 +55,7 @@ Bad entries never stop the recipe; they are counted in summary["skipped"] per tr
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -118,6 +125,13 @@ def foundation_prompt(question: str, choices: list[str]) -> str:
     return "\n".join([instruction, question, *lines])
 
 
+def foundation_set_name(task_name: str) -> str:
+    """The eval set of a Foundation task: 'Speech_Grounding' -> 'airbench_foundation_speech_grounding'
+    (lower case, runs of other characters than letters and digits as one '_')."""
+    slug = re.sub(r"[^a-z0-9]+", "_", task_name.lower()).strip("_")
+    return f"airbench_foundation_{slug or 'unnamed'}"
+
+
 def chat_record(entry: Entry, audio: Path) -> Record | str:
     """The record: the question as its own prompt, answer_gt as its text (never a skip reason)."""
     return {
@@ -137,7 +151,7 @@ def foundation_record(entry: Entry, audio: Path) -> Record | str:
     return {
         "id": f"airbench-foundation-{text_field(entry, 'uniq_id')}",
         "audio": str(audio),
-        "task": "chat",
+        "task": "choice",
         "prompt": foundation_prompt(text_field(entry, "question"), choices),
         "text": LETTERS[choices.index(answer)],
     }
@@ -146,10 +160,12 @@ def foundation_record(entry: Entry, audio: Path) -> Record | str:
 BUILDERS = {"Chat": chat_record, "Foundation": foundation_record}
 
 
-def track_records(track_dir: Path, skipped: Counter[str]) -> list[Record]:
-    """One record per usable entry of a track, in meta order; the others counted by reason."""
+def track_records(track_dir: Path, skipped: Counter[str]) -> list[tuple[Entry, Record]]:
+    """One record per usable entry of a track, with its entry, in meta order; the others counted by
+    reason."""
     build, prefix = BUILDERS[track_dir.name], track_dir.name.lower()
-    records, seen = [], set()
+    records: list[tuple[Entry, Record]] = []
+    seen = set()
     for entry in read_meta(track_dir):
         if not all(text_field(entry, name) for name in ENTRY_FIELDS):
             result: Record | str = "incomplete_entry"
@@ -162,8 +178,16 @@ def track_records(track_dir: Path, skipped: Counter[str]) -> list[Record]:
             skipped[f"{prefix}/{result}"] += 1
             continue
         seen.add(text_field(entry, "uniq_id"))
-        records.append(result)
+        records.append((entry, result))
     return records
+
+
+def foundation_sets(records: list[tuple[Entry, Record]]) -> dict[str, list[Record]]:
+    """Foundation records by eval set (`foundation_set_name` of their task_name), sets sorted by name."""
+    sets: dict[str, list[Record]] = {}
+    for entry, record in records:
+        sets.setdefault(foundation_set_name(text_field(entry, "task_name")), []).append(record)
+    return dict(sorted(sets.items()))
 
 
 def prepare(cfg: CorpusRecipeConfig, output_dir: Path) -> dict[str, Any]:
@@ -179,11 +203,12 @@ def prepare(cfg: CorpusRecipeConfig, output_dir: Path) -> dict[str, Any]:
         {f"{t.lower()}/{reason}": 0 for t in present for reason in SKIP_REASONS[t]}
     )
     records = {t: track_records(source / t, skipped) for t in present}
+    chat = [record for _, record in records.get("Chat", [])]
     return write_corpus(
         cfg,
         output_dir,
         pretrain={},
-        eval_sets={"airbench_foundation": records["Foundation"]} if "Foundation" in records else {},
-        sft_eval_sets={"airbench_chat": records["Chat"]} if "Chat" in records else {},
+        eval_sets=foundation_sets(records.get("Foundation", [])),
+        sft_eval_sets={"airbench_chat": chat} if "Chat" in records else {},
         skipped=dict(skipped),
     )

@@ -14,9 +14,10 @@ source_dir is the folder data_aishell.tgz was extracted in (the data_aishell/ fo
     └── resource_aishell/                            (lexicon, speaker info: not read)
 
 data_aishell.tgz ships wav/ as one archive per speaker (wav/S0002.tar.gz, ..., each holding
-<split>/<speaker>/*.wav). Archives still there are extracted with tarfile into `output_dir/audio/`
-(<split>/<speaker>/*.wav; the corpus folder is left untouched, so it may be read-only), once: a
-marker per archive in `output_dir/audio/.extracted/` makes a rerun skip it. Already extracted speakers
+<split>/<speaker>/*.wav). Archives still there are extracted (data_recipes.corpus.extract_archive, in
+`cfg.num_workers` processes) into `output_dir/audio/` (<split>/<speaker>/*.wav; the corpus folder is
+left untouched, so it may be read-only), once: a marker per archive in `output_dir/audio/.extracted/`,
+written when the whole archive is out, makes a rerun skip it. Already extracted speakers
 (wav/<split>/<speaker>/) are read in place; both kinds may be mixed.
 
 Splits are the official ones (speaker-disjoint); dev and test are also the evaluation sets
@@ -34,13 +35,19 @@ summary["skipped"].
 from __future__ import annotations
 
 import re
-import tarfile
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from data_recipes.corpus import SPLITS, CorpusLayoutError, Record, require, write_corpus
+from data_recipes.corpus import (
+    SPLITS,
+    CorpusLayoutError,
+    Extraction,
+    Record,
+    extract_archives,
+    require,
+    write_corpus,
+)
 from lalm.config.data import CorpusRecipeConfig
 
 TRANSCRIPT = Path("transcript") / "aishell_transcript_v0.8.txt"
@@ -71,25 +78,12 @@ def read_transcripts(path: Path, skipped: Counter[str]) -> dict[str, str]:
     return transcripts
 
 
-def _extract(archive: Path, destination: Path) -> None:
-    marker = destination / ".extracted" / archive.name
-    if marker.exists():
-        return
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(destination, filter="data")  # refuses absolute paths and ../ escapes
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-
-
 def extract_speaker_archives(wav_dir: Path, destination: Path, num_workers: int) -> list[Path]:
-    """Extract every wav/<speaker>.tar.gz into destination (see the module docstring); the archives."""
+    """Extract every wav/<speaker>.tar.gz whole into destination, each marked done in
+    destination/.extracted/ (see the module docstring); the archives."""
     archives = sorted(wav_dir.glob("*.tar.gz"))
-    if num_workers > 1 and len(archives) > 1:
-        with ProcessPoolExecutor(num_workers) as pool:
-            list(pool.map(_extract, archives, [destination] * len(archives)))
-    else:
-        for archive in archives:
-            _extract(archive, destination)
+    jobs = [Extraction(a, destination, done_marker=destination / ".extracted" / a.name) for a in archives]
+    extract_archives(jobs, num_workers)
     return archives
 
 

@@ -21,12 +21,14 @@ five captions written independently by different annotators, each a correct targ
 manifests hold one record per caption (ids `<file stem>-c1` .. `-c5`, the same audio): five times the
 examples without inventing anything, as captioning systems trained on Clotho do.
 
-eval/clotho_eval.jsonl is the evaluation split with one record per clip, `caption_1` as its reference
-(id `<file stem>-c1`; the next non-empty caption if that cell is empty). lalm scores captions with
-sacrebleu's corpus BLEU against one reference per clip; the five captions are in no order, so the first
-is as good as any, and a fixed choice keeps scores comparable between runs. BLEU against one caption is
-lower than the multi-reference BLEU/CIDEr/SPIDEr of the DCASE and Qwen2-Audio tables: compare lalm's
-numbers with each other, not with those.
+eval/clotho_eval.jsonl is the evaluation split with one record per clip whose `references` are all
+its non-empty captions in CSV order (caption_1 .. caption_5), `text` the first of them (caption_1
+unless that cell is empty; id `<file stem>-c<its number>`). lalm scores captions with sacrebleu's
+multi-reference corpus BLEU against every caption of a clip (lalm.eval.scoring; a clip with an empty
+cell has four references, which is fine: each clip is scored against its own). That is the
+reference set of the DCASE/COCO caption evaluation's BLEU-4, but tokenised by sacrebleu (13a, case
+kept) rather than by the COCO tools' PTB tokenizer, and the CIDEr/SPIDEr of the DCASE and Qwen2-Audio
+tables are not computed: compare lalm's numbers with each other, not with those.
 
 Bad rows never stop the recipe; they are counted in summary["skipped"]:
     missing_audio    a row whose WAV is not in its split's folder (the clip and its five captions)
@@ -95,12 +97,14 @@ def caption_records(clips: list[Clip], skipped: Counter[str]) -> list[Record]:
 
 
 def eval_records(clips: list[Clip]) -> list[Record]:
-    """One record per clip: its first non-empty caption (caption_1 unless that cell is empty)."""
+    """One record per clip: every non-empty caption as its `references`, the first of them (caption_1
+    unless that cell is empty) as its text."""
     records = []
     for audio, captions in clips:
         number = next((k for k, caption in enumerate(captions, start=1) if caption), None)
         if number is not None:  # a clip with five empty cells was counted by caption_records
-            records.append(caption_record(audio, number, captions[number - 1]))
+            record = caption_record(audio, number, captions[number - 1])
+            records.append({**record, "references": [caption for caption in captions if caption]})
     return records
 
 

@@ -14,8 +14,9 @@ sets; this module writes, under output_dir:
     summary.json                      counts per split, task and language; hours of audio
 
 Audio stays where the corpus keeps it (absolute paths): nothing is copied or converted, since
-soundfile decodes WAV, FLAC, OGG and MP3 alike. Durations are read once here (from each file's header,
-in `cfg.num_workers` processes), so training never opens every file at start.
+soundfile decodes WAV, FLAC, OGG and MP3 alike, except audio shipped inside tarballs, which
+`extract_archive` unpacks into output_dir (AISHELL-1, FLEURS). Durations are read once here (from each
+file's header, in `cfg.num_workers` processes), so training never opens every file at start.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import csv
 import hashlib
 import io
 import json
+import os
+import tarfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, NamedTuple, TypeVar
 
 import soundfile as sf
 
@@ -38,6 +41,8 @@ from lalm.data.manifest import read_manifest_records, write_manifest
 
 Record = dict[str, Any]
 SPLITS = ("train", "dev", "test")
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 
 class CorpusLayoutError(ValueError):
@@ -84,18 +89,110 @@ def unit_hash(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def parallel_map(
+    function: Callable[[_Item], _Result], items: Sequence[_Item], num_workers: int, chunksize: int = 1
+) -> list[_Result]:
+    """`function` over `items`, results in item order: in up to `num_workers` processes when there
+    are several workers and several items, else in this process (no pool to start for one job).
+    `function` must be picklable, i.e. defined at a module's top level."""
+    workers = min(num_workers, len(items))
+    if workers <= 1:
+        return [function(item) for item in items]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(function, items, chunksize=chunksize))
+
+
+class Extraction(NamedTuple):
+    """One tarball to unpack; the arguments of `extract_archive`."""
+
+    archive: Path
+    destination: Path
+    names: frozenset[str] | None = None
+    done_marker: Path | None = None
+
+
+def _write_member(source: IO[bytes], path: Path) -> None:
+    """The member's bytes at `path`, through `<path>.part` and a rename: a killed run never leaves a
+    truncated file that a rerun would take for a finished one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    with part.open("wb") as out:
+        while chunk := source.read(1 << 20):
+            out.write(chunk)
+    os.replace(part, path)
+
+
+def _files_to_write(
+    tar: tarfile.TarFile, destination: Path, names: frozenset[str] | None
+) -> Iterator[tuple[tarfile.TarInfo, Path]]:
+    """The archive's regular files `extract_archive` writes, each with its path. names given: those
+    whose file name is listed, flat under destination. names None: every member, once tarfile's
+    "data" filter accepted it (FilterError on an absolute path, a ../ escape, a link out of
+    destination, a device file); folders and links are made here by tarfile itself."""
+    for member in tar:
+        if names is not None:
+            name = os.path.basename(member.name)
+            if member.isfile() and name in names:
+                yield member, destination / name
+            continue
+        member = tarfile.data_filter(member, str(destination))
+        if member.isfile():
+            yield member, destination / member.name
+        else:
+            tar.extract(member, destination, filter="data")
+
+
+def extract_archive(
+    archive: Path,
+    destination: Path,
+    names: frozenset[str] | None = None,
+    done_marker: Path | None = None,
+) -> int:
+    """Unpack a tarball (any compression tarfile reads) into `destination`; the number of files written.
+
+    names None: every member under its own relative path, checked by tarfile's "data" filter.
+    names given: only the regular files whose file name is in `names`, written flat into destination
+    by that name (no member can write anywhere else), e.g. FLEURS's clips that its TSV lists.
+    Reruns are cheap and safe: a file already there with the member's size is kept, and each file is
+    written under a temporary name first (`_write_member`). With `done_marker`, an archive whose
+    marker exists is not even opened, and the marker is written once every member is out (AISHELL-1:
+    one archive per speaker, each done or not as a whole)."""
+    if done_marker is not None and done_marker.exists():
+        return 0
+    destination.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with tarfile.open(archive, "r:*") as tar:
+        for member, path in _files_to_write(tar, destination, names):
+            if path.is_file() and path.stat().st_size == member.size:
+                continue
+            source = tar.extractfile(member)
+            assert source is not None  # a regular file always has a payload
+            _write_member(source, path)
+            written += 1
+    if done_marker is not None:
+        done_marker.parent.mkdir(parents=True, exist_ok=True)
+        done_marker.touch()
+    return written
+
+
+def _run_extraction(job: Extraction) -> int:
+    return extract_archive(*job)
+
+
+def extract_archives(jobs: Sequence[Extraction], num_workers: int) -> int:
+    """`extract_archive` for every job, in up to `num_workers` processes; the files written in all."""
+    return sum(parallel_map(_run_extraction, list(jobs), num_workers))
+
+
 def _duration(path: str) -> float:
     return float(sf.info(path).duration)
 
 
 def durations(paths: Iterable[str], num_workers: int) -> dict[str, float]:
-    """Seconds of audio per file, from its header; unreadable files raise with their path."""
+    """Seconds of audio per file, from its header; unreadable files raise with their path. A pool
+    pays only beyond a few dozen files."""
     unique = sorted(set(paths))
-    if num_workers > 1 and len(unique) > 64:
-        with ProcessPoolExecutor(num_workers) as pool:
-            seconds = list(pool.map(_duration, unique, chunksize=64))
-    else:
-        seconds = [_duration(path) for path in unique]
+    seconds = parallel_map(_duration, unique, num_workers if len(unique) > 64 else 1, chunksize=64)
     return dict(zip(unique, seconds, strict=True))
 
 

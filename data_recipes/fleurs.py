@@ -19,7 +19,8 @@ seven columns: sentence id (the FLoRes sentence: several speakers read each, so 
 file name, raw transcription, normalised transcription, character tokens, number of samples (16 kHz),
 speaker gender. Audio is 16 kHz mono WAV. Where audio/<split>/ exists it is used in place; otherwise
 the WAVs the TSV names are extracted from audio/<split>.tar.gz into output_dir/audio/<locale>/<split>/
-(re-running skips files already extracted).
+by file name (data_recipes.corpus.extract_archive, a tarball per process; re-running skips files
+already extracted).
 
 Languages. cfg.languages picks locales, by FLEURS's name (en_us) or by the tag it maps to (en); [] reads
 every locale under data/. A locale maps to its ISO 639 language code, the part before the first '_'
@@ -43,14 +44,20 @@ counts in summary["skipped"].
 from __future__ import annotations
 
 import csv
-import os
-import tarfile
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from data_recipes.corpus import SPLITS, CorpusLayoutError, Record, require, unit_hash, write_corpus
+from data_recipes.corpus import (
+    SPLITS,
+    CorpusLayoutError,
+    Extraction,
+    Record,
+    extract_archives,
+    require,
+    unit_hash,
+    write_corpus,
+)
 from lalm.config.data import CorpusRecipeConfig
 from lalm.data.languages import UnknownLanguageError, check_language, language_name
 
@@ -102,29 +109,6 @@ def read_tsv(path: Path, skipped: Counter[str]) -> list[list[str]]:
     return rows
 
 
-def extract_wavs(archive: str, target: str, wanted: frozenset[str]) -> int:
-    """Write the archive's WAVs whose file name is in `wanted` into `target` (by file name only, so no
-    member can write outside it); a file already there with the member's size is kept. Returns the
-    number written."""
-    written = 0
-    os.makedirs(target, exist_ok=True)
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            name = os.path.basename(member.name)
-            if not member.isfile() or name not in wanted:
-                continue
-            path = os.path.join(target, name)
-            if os.path.exists(path) and os.path.getsize(path) == member.size:
-                continue
-            source = tar.extractfile(member)
-            assert source is not None  # a regular file always has a payload
-            with open(path + ".part", "wb") as out:
-                out.write(source.read())
-            os.replace(path + ".part", path)  # a killed run never leaves a truncated WAV behind
-            written += 1
-    return written
-
-
 def audio_folder(locale_dir: Path, split: str, output_dir: Path) -> tuple[Path, Path | None]:
     """Where a split's WAVs are: (folder, None) if extracted in the corpus, else (the folder under
     output_dir to extract into, the tarball)."""
@@ -163,16 +147,11 @@ def read_locale(
     rows = {split: read_tsv(locale_dir / f"{split}.tsv", skipped) for split in SPLITS}
     folders = {split: audio_folder(locale_dir, split, output_dir) for split in SPLITS}
     jobs = [
-        (str(archive), str(folder), frozenset(row[1] for row in rows[split]))
+        Extraction(archive, folder, names=frozenset(row[1] for row in rows[split]))
         for split, (folder, archive) in folders.items()
         if archive is not None
     ]
-    if cfg.num_workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(min(cfg.num_workers, len(jobs))) as pool:
-            list(pool.map(extract_wavs, *zip(*jobs, strict=True)))
-    else:
-        for job in jobs:
-            extract_wavs(*job)
+    extract_archives(jobs, cfg.num_workers)
     records: dict[str, list[Record]] = {split: [] for split in SPLITS}
     for split in SPLITS:
         for row in rows[split]:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from lalm.config.checks import did_you_mean
+from lalm.config.mixture_checks import check
 from lalm.config.model import TinyModelConfig
 from lalm.config.train import TrainConfig, manifest_path
-from lalm.config.validation import check
 from lalm.errors import ConfigError
 from lalm.stages.registry import get_stage, load
 

@@ -67,9 +67,10 @@ def mixture_errors(cfg: TrainConfig) -> list[str]:
     names = [source.name for source in sources]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     check(not duplicates, f"data.mixture: sources named alike {duplicates}: give them distinct names", errors)
+    # Any stage with a reference cache (dpo), by its setting rather than its name.
     check(
-        not (cfg.stage.name == "dpo" and getattr(cfg.stage, "cache_reference", "never") != "never"),
-        "stage=dpo with data.mixture: the reference cache is keyed by one train manifest, "
+        getattr(cfg.stage, "cache_reference", "never") == "never",
+        f"stage={cfg.stage.name} with data.mixture: the reference cache is keyed by one train manifest, "
         "set stage.cache_reference=never",
         errors,
     )

@@ -1,38 +1,34 @@
 """validate(): every mistake of a TrainConfig at once, before anything is allocated.
 
-What only the manifests reveal (lengths, task weights against the data) is lalm.config.data_checks.
+Each stage's own checks are the registry's (StageSpec.config_errors, lalm.config.stage_checks); the
+model group's are lalm.config.model_checks, data.mixture's lalm.config.mixture_checks. What only the
+manifests reveal (lengths, task weights against the data) is lalm.config.data_checks.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from lalm.config.augment import AugmentConfig, augment_errors
-from lalm.config.checks import did_you_mean, unknown_fields
+from lalm.config.checks import unknown_fields
 from lalm.config.mixture_checks import check, mixture_errors
 from lalm.config.mixture_checks import finite as _finite
-from lalm.config.model import FromComponentsConfig, PretrainedModelConfig, TinyModelConfig
+from lalm.config.model_checks import model_errors
 from lalm.config.train import (
     ACTIVATION_CHECKPOINTING,
-    DPO_LOSSES,
     DataConfig,
     DeepSpeedConfig,
-    DpoStageConfig,
     LoraConfig,
     LrScaleConfig,
     OptimConfig,
-    PretrainStageConfig,
-    SftStageConfig,
     StageConfig,
     TrainConfig,
     accumulation_steps,
     manifest_path,
 )
-from lalm.data.tasks import task_names
 from lalm.errors import ConfigError
-from lalm.stages.registry import get_stage, stage_names
+from lalm.stages.registry import get_stage, load, stage_names
 
 
 def _check_checkpoint(path: str, errors: list[str]) -> None:
@@ -49,70 +45,8 @@ def _out_of_bounds(bounds: list[Bound]) -> list[str]:
     return [f"{name} must be {want}, got {value}" for name, value, ok, want in bounds if not ok]
 
 
-def _dpo_errors(cfg: TrainConfig) -> list[str]:
-    stage = cfg.stage
-    errors: list[str] = []
-    check(
-        cfg.init_from is not None,
-        "stage=dpo needs init_from=<sft output>/sft/final (policy and reference)",
-        errors,
-    )
-    check(stage.loss in DPO_LOSSES, f"stage.loss={stage.loss!r}: use {'|'.join(DPO_LOSSES)}", errors)
-    check(_finite(stage.beta) and stage.beta > 0, f"stage.beta must be > 0, got {stage.beta}", errors)
-    if stage.loss == "robust":
-        # ε = 0 makes robust DPO plain DPO: almost surely the default left in place, not a choice.
-        check(
-            0 < stage.label_smoothing < 0.5,
-            "stage.loss=robust needs stage.label_smoothing in (0, 0.5), the share of preference labels "
-            f"assumed flipped (e.g. 0.1), got {stage.label_smoothing}; with 0 it is stage.loss=sigmoid",
-            errors,
-        )
-    else:
-        check(0 <= stage.label_smoothing < 0.5, "stage.label_smoothing must be in [0, 0.5)", errors)
-    check(stage.rpo_alpha >= 0, f"stage.rpo_alpha must be >= 0, got {stage.rpo_alpha}", errors)
-    check(
-        stage.cache_reference in ("auto", "always", "never"),
-        f"stage.cache_reference={stage.cache_reference!r}: use auto|always|never",
-        errors,
-    )
-    return errors
-
-
-def _language_modeling_errors(stage: PretrainStageConfig | SftStageConfig) -> list[str]:
-    """task_weights (both stages), ctc_weight (pretraining) and chat_weight (SFT)."""
-    errors: list[str] = []
-    weights = dict(stage.task_weights)
-    check(
-        all(_finite(w) and w >= 0 for w in weights.values()),
-        f"stage.task_weights must be >= 0, got {weights}",
-        errors,
-    )
-    if isinstance(stage, SftStageConfig):
-        # SFT tasks are free labels, checked against the manifest by validate_data.
-        check(
-            0 <= stage.chat_weight <= 1,
-            f"stage.chat_weight must be in [0, 1], got {stage.chat_weight}",
-            errors,
-        )
-        return errors
-    # Tasks come from the registry (lalm.data.tasks).
-    tasks = task_names()
-    left_out = {task for task, weight in weights.items() if weight == 0}
-    check(bool(set(tasks) - left_out), f"stage.task_weights must leave some task in, got {weights}", errors)
-    for task in sorted(set(weights) - set(tasks)):
-        errors.append(
-            f"stage.task_weights names unknown tasks [{task!r}]{did_you_mean(task, tasks)}; "
-            f"tasks are {list(tasks)}"
-        )
-    check(
-        _finite(stage.ctc_weight) and stage.ctc_weight >= 0,
-        f"stage.ctc_weight must be >= 0, got {stage.ctc_weight}",
-        errors,
-    )
-    return errors
-
-
 def _trainable_errors(cfg: TrainConfig) -> list[str]:
+    """Something trains, and an enabled LoRA's values are in range."""
     stage = cfg.stage
     errors: list[str] = []
     check(
@@ -120,18 +54,14 @@ def _trainable_errors(cfg: TrainConfig) -> list[str]:
         "nothing to train: enable stage.train_encoder, train_projector, train_llm or lora",
         errors,
     )
-    check(
-        not (stage.name == "dpo" and stage.lora.enabled and (stage.train_encoder or stage.train_projector)),
-        "DPO with LoRA uses the policy without adapters as its reference, so only adapters may train: "
-        "set stage.train_encoder=false stage.train_projector=false",
-        errors,
-    )
     return errors + _lora_errors(stage.lora)
 
 
 def _stage_errors(cfg: TrainConfig) -> list[str]:
-    stage = cfg.stage
-    specific = _dpo_errors(cfg) if isinstance(stage, DpoStageConfig) else _language_modeling_errors(stage)
+    """The stage's own checks, as the registry names them (lalm.config.stage_checks for the three
+    stages), then what every stage shares: something to train, and LoRA's settings."""
+    own = get_stage(cfg.stage.name).config_errors
+    specific: list[str] = load(own)(cfg) if own is not None else []
     return specific + _trainable_errors(cfg)
 
 
@@ -331,56 +261,6 @@ def _deepspeed_errors(ds: DeepSpeedConfig) -> list[str]:
     return errors
 
 
-def _model_errors(cfg: TrainConfig) -> list[str]:
-    """The model group's values (init_from, when given, replaces the model group)."""
-    model = cfg.model
-    if cfg.init_from is not None:
-        return []
-    if isinstance(model, PretrainedModelConfig):
-        errors: list[str] = []
-        if not (Path(model.path) / "config.json").is_file():
-            errors.append(f"model.path={model.path!r} is not a model checkpoint (no config.json)")
-        return errors
-    if isinstance(model, FromComponentsConfig):
-        return [
-            f"model.{name}={getattr(model, name)!r} is not a directory"
-            for name in ("whisper_dir", "llm_dir")
-            if not Path(getattr(model, name)).is_dir()
-        ]
-    if isinstance(model, TinyModelConfig):
-        return _tiny_model_errors(model)
-    return [f"model: unknown model config {type(model).__name__}; select it with model=tiny|pretrained|..."]
-
-
-def _tiny_model_errors(model: TinyModelConfig) -> list[str]:
-    # Every integer of the tiny model is a size or a count, except the seed.
-    sizes = [
-        f.name for f in fields(model) if f.type in (int, "int") and f.name not in ("seed", "embedding_rows")
-    ]
-    errors = [f"model.{n} must be > 0, got {getattr(model, n)}" for n in sizes if getattr(model, n) <= 0]
-    check(model.embedding_rows >= 0, f"model.embedding_rows must be >= 0, got {model.embedding_rows}", errors)
-    check(
-        model.init_device in ("cpu", "cuda"),
-        f"model.init_device={model.init_device!r}: cpu|cuda (cuda only where there is a GPU)",
-        errors,
-    )
-    if errors:
-        return errors
-    for whole, part in (
-        ("encoder_dim", "encoder_heads"),
-        ("llm_hidden_size", "llm_heads"),
-        ("llm_heads", "llm_kv_heads"),
-    ):
-        check(
-            getattr(model, whole) % getattr(model, part) == 0,
-            f"model.{whole}={getattr(model, whole)} must be a multiple of model.{part}={getattr(model, part)}",
-            errors,
-        )
-    for path in model.tokenizer_corpus:
-        check(Path(path).is_file(), f"model.tokenizer_corpus: {path} does not exist", errors)
-    return errors
-
-
 def _run_errors(cfg: TrainConfig) -> list[str]:
     errors: list[str] = []
     check(bool(str(cfg.output_dir).strip()), "output_dir must not be empty", errors)
@@ -415,7 +295,7 @@ def validate(cfg: TrainConfig, world_size: int) -> None:
     errors = [
         *unknown_fields(cfg),
         *_stage_errors(cfg),
-        *_model_errors(cfg),
+        *model_errors(cfg),
         *_data_errors(cfg.data),
         *_optim_errors(cfg.optim, cfg.stage, cfg.trainer.max_steps),
         *_deepspeed_errors(cfg.deepspeed),

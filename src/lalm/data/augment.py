@@ -91,9 +91,9 @@ def perturb_waveform(
     Every draw is made whether or not its step is on, in a fixed order, so switching one step off does
     not change what the others draw."""
     factor = float(rng.choice(cfg.speed_factors)) if cfg.speed_factors else 1.0
-    gain = float(rng.uniform(*cfg.gain_db)) if cfg.gain_db else 0.0
+    gain = float(rng.uniform(cfg.gain_db[0], cfg.gain_db[1])) if cfg.gain_db else 0.0
     noisy = rng.random() < cfg.noise_probability
-    snr = float(rng.uniform(*cfg.snr_db))
+    snr = float(rng.uniform(cfg.snr_db[0], cfg.snr_db[1]))
     if factor != 1.0:
         # Played `factor` times faster: the samples are taken as recorded at rate x factor.
         wave = soxr.resample(wave, sample_rate * factor, sample_rate).astype(np.float32)

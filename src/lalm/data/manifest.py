@@ -17,7 +17,7 @@ from typing import Any
 import datasets
 
 from lalm.data.languages import UnknownLanguageError, check_language
-from lalm.data.tasks import PROMPT_LANGUAGES, UnknownTaskError, get_task
+from lalm.data.tasks import PROMPT_LANGUAGES, Task, UnknownTaskError, get_task
 from lalm.errors import ManifestError
 from lalm.stages.registry import get_stage, load, stage_names
 
@@ -86,6 +86,27 @@ def _language(record: Record, field: str, required: bool) -> str | None:
         raise InvalidRecord(f"field '{field}': {err}") from None
 
 
+def _references(record: Record, task: Task, text: str) -> list[str] | None:
+    """The record's optional `references`: every correct answer when there are several (Clotho's five
+    captions), scored together by BLEU (lalm.eval.scoring). A non-empty list of non-empty strings that
+    includes the record's `text` (the answer training teaches); only BLEU-scored tasks use it, so on
+    another task it is refused rather than silently ignored."""
+    value = record.get("references")
+    if value is None:
+        return None
+    if task.metric != "bleu":
+        raise InvalidRecord(
+            f"field 'references' is only scored for BLEU tasks; task {task.name!r} is scored by {task.metric}"
+        )
+    if not isinstance(value, list) or not value or not all(isinstance(r, str) and r.strip() for r in value):
+        raise InvalidRecord(
+            f"field 'references' must be a non-empty list of non-empty strings, got {value!r}"
+        )
+    if text not in value:
+        raise InvalidRecord(f"field 'references' must include the record's 'text' {text!r}, got {value!r}")
+    return list(value)
+
+
 def validate_pretrain(record: Record, base: Path, check_files: bool) -> Record:
     name = _require(record, "task", str)
     try:
@@ -103,13 +124,15 @@ def validate_pretrain(record: Record, base: Path, check_files: bool) -> Record:
         raise InvalidRecord(
             f"field 'prompt_language' must be one of {list(PROMPT_LANGUAGES)}, got {prompt_language!r}"
         )
+    text = _require(record, "text", str)
     return {
         "id": str(_require(record, "id", (str, int))),
         "audio": _audio_ref(_require(record, "audio", (str, dict)), base, check_files),
         "task": name,
         "language": _language(record, "language", required=task.needs_language),
         "target_language": target_language,
-        "text": _require(record, "text", str),
+        "text": text,
+        "references": _references(record, task, text),
         "prompt": prompt,
         "prompt_language": prompt_language,
     }

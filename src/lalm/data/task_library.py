@@ -4,9 +4,15 @@ with its prompts and scoring (see lalm.data.tasks). Prompts are lalm's own wordi
 emotion       speech emotion recognition (MELD; IEMOCAP-style label sets)
 vocal_sound   vocal sound classification (VocalSound: laughter, sigh, cough, throat clearing, sneeze, sniff)
 music_genre   music genre classification (GTZAN-style label sets)
+choice        a single-choice question with lettered options (AIR-Bench Foundation)
 
-The answer is the corpus's label word (lower case, as the recipe writes it); scoring maps a free-text
-answer onto the labels seen in the evaluation set (lalm.eval.metrics.map_to_label).
+The answer of the first three is the corpus's label word (lower case, as the recipe writes it); scoring
+maps a free-text answer onto the labels seen in the evaluation set (lalm.eval.metrics.map_to_label).
+A `choice` record brings its own prompt (the instruction, the question and the options A-D) and its
+answer is the letter, scored by exact match after normalisation ("B." and "b" match "B"). It is its
+own task rather than `chat` so that its accuracy is not pooled with open chat answers; a benchmark
+written one manifest per subset (data_recipes/airbench.py) is also scored per manifest
+(lalm.eval.scoring).
 """
 
 from __future__ import annotations
@@ -157,3 +163,6 @@ MUSIC_GENRE_PROMPTS = {
 register_task(Task("emotion", "accuracy", "speech emotion recognition", EMOTION_PROMPTS))
 register_task(Task("vocal_sound", "accuracy", "vocal sound classification", VOCAL_SOUND_PROMPTS))
 register_task(Task("music_genre", "accuracy", "music genre classification", MUSIC_GENRE_PROMPTS))
+register_task(
+    Task("choice", "exact", "a single-choice question: the answer is the letter of one listed option")
+)

@@ -8,6 +8,9 @@ line per example, in manifest order:
 - sft: the conversation up to its last user turn; `task` "chat", `mode`, `reference` the last answer;
 - dpo: the pair's prompt; `task` the record's (or null), `reference` the chosen answer, `rejected`.
 
+These are the LINE_FIELDS of the stage's `reference_fields` (lalm.stages.registry), the same function
+evaluation's predictions.jsonl reads.
+
 An example that cannot be generated for (audio missing, empty, unreadable, truncated; a clip longer
 than the encoder's window; a prompt longer than max_length) is written too, with `prediction` null
 and `drop_reason`, `drop_detail` and `drop_file` saying why: nothing is lost silently. Under torchrun
@@ -26,22 +29,18 @@ from lalm.data.dataset import ManifestDataset
 from lalm.errors import ManifestError
 from lalm.eval.generation import generate_in_length_order, load_for_generation
 from lalm.eval.runner import manifest_kind
+from lalm.stages.registry import get_stage, load
 from lalm.training.distributed import is_main
 
-
-def _text(message: dict[str, Any]) -> str:
-    return "".join(item["text"] for item in message["content"] if item["type"] == "text")
+# What a line keeps of a record's reference fields, in this order where present.
+LINE_FIELDS = ("task", "mode", "reference", "references", "rejected")
 
 
 def reference_fields(record: dict[str, Any], kind: str) -> dict[str, Any]:
-    """What a manifest record says about its expected answer: task (and sft's mode), reference, and
-    for dpo the rejected answer."""
-    if kind == "pretrain":
-        return {"task": record["task"], "reference": record["text"]}
-    if kind == "sft":
-        answers = [m for m in record["messages"] if m["role"] == "assistant"]
-        return {"task": "chat", "mode": record["mode"], "reference": _text(answers[-1])}
-    return {"task": record.get("task"), "reference": record["chosen"], "rejected": record["rejected"]}
+    """What a manifest record of stage `kind` says about its expected answer: task (and sft's mode),
+    reference, and for a preference pair the rejected answer (the stage's `reference_fields`)."""
+    fields = load(get_stage(kind).reference_fields)(record)
+    return {key: value for key, value in fields.items() if key in LINE_FIELDS}
 
 
 def prediction_lines(

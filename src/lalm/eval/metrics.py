@@ -6,7 +6,8 @@
   (cn2an) and Cantonese's traditional characters converted to simplified (zhconv), as Qwen2-Audio's
   official evaluation does with its cn_tn text normaliser and zhconv; Whisper's basic normaliser
   (lowercase, punctuation removed, accents kept) for every other language.
-- S2TT: corpus BLEU with sacrebleu and the tokenizer sacrebleu itself recommends for the target language.
+- S2TT and captioning: corpus BLEU with sacrebleu and the tokenizer sacrebleu itself recommends for the
+  target language, against one reference per hypothesis or several (Clotho's five captions).
 - Classification tasks (lid, gender, style, sound, count): a documented rule maps the answer to a label.
 
 jiwer counts edits, sacrebleu computes BLEU and transformers ships Whisper's normalisers; what is written
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from functools import lru_cache
 
 import cn2an
@@ -132,11 +134,31 @@ def bleu_tokenizer(target_language: str) -> str:
     return "13a"
 
 
-def bleu(references: list[str], hypotheses: list[str], target_language: str) -> float:
-    """Corpus BLEU (0-100) of the hypotheses against one reference each, with `bleu_tokenizer`."""
-    _check_pairs(references, hypotheses, "references and hypotheses")
+def reference_streams(references: Sequence[str | Sequence[str]]) -> list[list[str | None]]:
+    """Per-hypothesis references (a string, or a list of strings) as sacrebleu's reference streams:
+    stream k holds every hypothesis's k-th reference, None where a hypothesis has fewer than k + 1.
+
+    sacrebleu drops the None of a stream per segment (BLEU._cache_references), so each hypothesis is
+    scored against exactly its own references: n-gram counts clipped by their maximum over them, and
+    the brevity penalty taken from the one closest in length. Padding with "" instead would add an
+    empty reference of length 0, which the brevity penalty could pick. ValueError for a hypothesis
+    without any reference string."""
+    lists = [[refs] if isinstance(refs, str) else list(refs) for refs in references]
+    for index, refs in enumerate(lists):
+        if not refs or not all(isinstance(r, str) for r in refs):
+            raise ValueError(f"hypothesis {index} needs one or more reference strings, got {refs!r}")
+    width = max((len(refs) for refs in lists), default=0)
+    return [[refs[k] if k < len(refs) else None for refs in lists] for k in range(width)]
+
+
+def bleu(references: Sequence[str | Sequence[str]], hypotheses: list[str], target_language: str) -> float:
+    """Corpus BLEU (0-100) of the hypotheses with `bleu_tokenizer`, each against its reference or its
+    several references (a list per hypothesis; the number may vary, see `reference_streams`)."""
+    _check_pairs(list(references), hypotheses, "references and hypotheses")
     tokenize = bleu_tokenizer(target_language)
-    return float(sacrebleu.corpus_bleu(hypotheses, [references], tokenize=tokenize).score)
+    streams = reference_streams(references)
+    # sacrebleu annotates streams as str only, but its BLEU._cache_references drops None (no reference).
+    return float(sacrebleu.corpus_bleu(hypotheses, streams, tokenize=tokenize).score)  # type: ignore[arg-type]
 
 
 # Scripts written without spaces between words, where a surface form is matched as a substring:

@@ -1,6 +1,10 @@
 """Evaluate a checkpoint on eval manifests: generate, score, write metrics.json, metrics.md and
-predictions.jsonl. Manifest kinds: pretrain format (task + audio + reference) -> generation metrics;
-sft format -> chat responses (exact match, optional judge); dpo format -> preference accuracy/margin.
+predictions.jsonl (preferences.jsonl for preference pairs). Each manifest's kind is the stage its
+records belong to, and the stage registry says how it is evaluated (StageSpec.evaluation): pretrain
+(task + audio + reference) and sft (chat responses: exact match, optional judge) by generation, dpo by
+preference accuracy/margin. What a record says about its expected answer is its stage's
+`reference_fields` (pretrain_reference, sft_reference, dpo_reference below), shared with
+scripts/generate.py (lalm.eval.batch_generation).
 
 Bad examples never stop an evaluation. Each is counted by reason (`generation/dropped/<reason>`,
 `preference/dropped/<reason>`, totals in `generation/dropped`, `preference/dropped`) and named in
@@ -19,7 +23,7 @@ import torch
 
 from lalm.config.eval import EvalConfig
 from lalm.data.audio import AUDIO_REASONS
-from lalm.data.collators import CollatorConfig, PreferenceCollator, real_ids
+from lalm.data.collators import CollatorConfig, real_ids
 from lalm.data.dataset import ManifestDataset
 from lalm.data.sampling import evaluation_batches
 from lalm.data.tasks import task_names
@@ -36,12 +40,12 @@ from lalm.eval.metrics import preference_summary
 from lalm.eval.scoring import score_generations
 from lalm.models.training import sequence_logps_of
 from lalm.stages.base import to_device
-from lalm.stages.registry import guess_stage, stage_names
+from lalm.stages.registry import EVALUATIONS, build_collator, get_stage, guess_stage, load, stage_names
 from lalm.training.distributed import device, is_main, rank, world_size
 
 
 def manifest_kind(path: str) -> str:
-    """The stage whose records the manifest holds (pretrain | sft | dpo), guessed from the first
+    """The stage whose records the manifest holds (a registered stage's name), guessed from the first
     record's keys (lalm.stages.registry.guess_stage); loading the manifest then checks every line."""
     with open(path, encoding="utf-8") as handle:
         first = next((line for line in handle if line.strip()), None)
@@ -54,23 +58,55 @@ def manifest_kind(path: str) -> str:
 _Prompts = ManifestPrompts  # the name tests/integration/test_learning.py imports
 
 
-def _meta(record: dict[str, Any], kind: str) -> dict[str, Any]:
-    if kind == "pretrain":
-        target = record["prompt_language"] if record["task"] == "caption" else record["target_language"]
-        return {
-            "task": record["task"],
-            "language": record["language"],
-            "target_language": target,
-            "reference": record["text"],
-        }
+def _answer_text(message: dict[str, Any]) -> str:
+    return "".join(item["text"] for item in message["content"] if item["type"] == "text")
+
+
+def pretrain_reference(record: dict[str, Any]) -> dict[str, Any]:
+    """A pretraining record's task, language and the language its answer is in (a caption's is the
+    prompt's language, a translation's the target), and its text as the reference; with every correct
+    answer as `references` where the record lists several (Clotho's five captions, scored together)."""
+    target = record["prompt_language"] if record["task"] == "caption" else record["target_language"]
+    fields = {
+        "task": record["task"],
+        "language": record["language"],
+        "target_language": target,
+        "reference": record["text"],
+    }
+    return {**fields, "references": record["references"]} if record.get("references") else fields
+
+
+def sft_reference(record: dict[str, Any]) -> dict[str, Any]:
+    """An SFT conversation: task "chat", its mode, and its last answer as the reference."""
     answers = [m for m in record["messages"] if m["role"] == "assistant"]
     return {
         "task": "chat",
         "mode": record["mode"],
         "language": None,
         "target_language": None,
-        "reference": "".join(item["text"] for item in answers[-1]["content"]),
+        "reference": _answer_text(answers[-1]),
     }
+
+
+def dpo_reference(record: dict[str, Any]) -> dict[str, Any]:
+    """A preference pair: its task (or None), the chosen answer as the reference, and the rejected one."""
+    return {
+        "task": record.get("task"),
+        "language": None,
+        "target_language": None,
+        "reference": record["chosen"],
+        "rejected": record["rejected"],
+    }
+
+
+# What predictions.jsonl keeps of a record's reference fields, in this order where present.
+ITEM_FIELDS = ("task", "mode", "language", "target_language", "reference", "references")
+
+
+def _meta(record: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A predictions.jsonl item's reference fields: the ITEM_FIELDS of the stage's `reference_fields`."""
+    fields = load(get_stage(kind).reference_fields)(record)
+    return {key: value for key, value in fields.items() if key in ITEM_FIELDS}
 
 
 def evaluate_generation(
@@ -106,14 +142,15 @@ def evaluate_generation(
 
 @torch.no_grad()
 def evaluate_preference(
-    model: Any, reference: Any, processor: Any, path: str, cfg: EvalConfig
+    model: Any, reference: Any, processor: Any, path: str, kind: str, cfg: EvalConfig
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """One row per held-out pair of a DPO manifest (log-probs of chosen and rejected under the model,
-    and with a reference the implicit rewards beta * log(pi/pi_ref)), and the collator's reports of the
-    pairs dropped (too long, or audio that cannot be used). Metrics come from `preference_metrics`."""
-    dataset = ManifestDataset.from_manifest(path, "dpo", cfg.prompt_seed)
+    """One row per held-out pair of a preference manifest of stage `kind` (log-probs of chosen and
+    rejected under the model, and with a reference the implicit rewards beta * log(pi/pi_ref)), and
+    the stage collator's reports of the pairs dropped (too long, or audio that cannot be used).
+    Metrics come from `preference_metrics`."""
+    dataset = ManifestDataset.from_manifest(path, kind, cfg.prompt_seed)
     count = min(len(dataset), cfg.max_examples) if cfg.max_examples else len(dataset)
-    collator = PreferenceCollator(processor, CollatorConfig(max_length=4096))
+    collator = build_collator(kind, processor, CollatorConfig(max_length=4096))
     local: dict[str, tuple[float, float, float, float]] = {}
     dropped: list[dict[str, Any]] = []
     for pairs in evaluation_batches(count, cfg.batch_size, rank(), world_size()):
@@ -177,22 +214,22 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, float]:
     if unknown:
         raise ValueError(f"tasks={unknown} are not tasks; choose from {list(task_names())}")
     kinds = {path: manifest_kind(path) for path in cfg.manifests}
+    ways = {path: get_stage(kind).evaluation for path, kind in kinds.items()}
     model, processor = load_for_generation(cfg.checkpoint)
-    reference = load_for_generation(cfg.reference)[0] if cfg.reference and "dpo" in kinds.values() else None
+    compares = "preference" in ways.values()
+    reference = load_for_generation(cfg.reference)[0] if cfg.reference and compares else None
     metrics: dict[str, float] = {}
-    items: list[dict[str, Any]] = []
-    pairs: list[dict[str, Any]] = []
-    dropped: dict[str, list[dict[str, Any]]] = {"generation": [], "preference": []}
+    results: dict[str, list[dict[str, Any]]] = {way: [] for way in EVALUATIONS}
+    dropped: dict[str, list[dict[str, Any]]] = {way: [] for way in EVALUATIONS}
     for path, kind in kinds.items():
-        if kind == "dpo":
-            rows, left_out = evaluate_preference(model, reference, processor, path, cfg)
-            pairs += rows
-            dropped["preference"] += left_out
+        if ways[path] == "preference":
+            rows, left_out = evaluate_preference(model, reference, processor, path, kind, cfg)
         else:
-            manifest_items, left_out = evaluate_generation(model, processor, path, kind, cfg)
-            items += manifest_items
-            dropped["generation"] += left_out
-    if "dpo" in kinds.values():
+            rows, left_out = evaluate_generation(model, processor, path, kind, cfg)
+        results[ways[path]] += rows
+        dropped[ways[path]] += left_out
+    items, pairs = results["generation"], results["preference"]
+    if compares:
         metrics.update(preference_metrics(pairs))
         metrics.update(drop_counts("preference", dropped["preference"]))
     scored = [item for item in items if item["drop_reason"] not in AUDIO_REASONS]

@@ -2,18 +2,22 @@
 
 A stage is registered once, as a StageSpec, and every part of lalm reads it from here:
 
-- config validation: which config class `stage=<name>` must compose to (lalm.config.validation);
+- config validation: which config class `stage=<name>` must compose to, and the stage's own checks of
+  its settings (lalm.config.validation, the checks in lalm.config.stage_checks);
 - manifest reading: how a raw record is validated and normalised, and which keys make a record look
   like this stage's, so that a manifest given to the wrong stage is named as such (lalm.data.manifest);
 - the dataset: how a validated record becomes the example the collator takes (lalm.data.dataset);
 - build: the collator class and the Stage plug-in with its reference model (lalm.training.build);
 - the checks of a config against its data: the conversation that bounds an example's length, and
   the stage's own settings against the train manifest (lalm.config.data_checks);
-- evaluation's guess of a manifest's kind from its first record (lalm.eval.runner.manifest_kind).
+- evaluation: its guess of a manifest's kind from its first record, how a manifest of the stage is
+  evaluated (generation or preference), and what a record says about its expected answer, which
+  both scripts/evaluate.py and scripts/generate.py write beside each prediction (lalm.eval.runner,
+  lalm.eval.batch_generation).
 
 Adding a stage is one `register_stage(StageSpec(...))`. The parts that need torch or datasets are
 named as "module:attribute" and imported when first used (`load`): lalm.config reads the registry for
-stage names and config classes, and composing a config must not wait for torch.
+stage names, config classes and checks, and composing a config must not wait for torch.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from lalm.config.train import DpoStageConfig, PretrainStageConfig, SftStageConfig, StageConfig
+
+# How evaluation scores a manifest (lalm.eval.runner.run_evaluation): "generation" generates an answer
+# to each example and scores it against the reference (predictions.jsonl, metrics by task); "preference"
+# compares the log-probabilities of each pair's chosen and rejected answers (preferences.jsonl,
+# preference/... metrics), with the stage's collator, which must then yield pairs as dpo's does.
+EVALUATIONS = ("generation", "preference")
 
 
 @dataclass(frozen=True)
@@ -39,8 +49,17 @@ class StageSpec:
     build_stage         (TrainConfig, special token ids) -> (Stage, reference model or None)
     bound_conversations (validated records: datasets.Dataset) -> each record's conversation as the
                         collator renders it, text items optional (lalm.config.data_checks.fewest_tokens)
+    reference_fields    (validated record) -> what the record says about its expected answer: "task"
+                        (a label or None), "language" and "target_language" (None where the record
+                        names none), "reference" (the answer a prediction is scored against), and where
+                        the stage has them "mode" (the sft mode) and "rejected" (a pair's other answer);
+                        evaluation's predictions.jsonl and generate.py's lines each keep their keys
+    config_errors       (TrainConfig) -> errors of the stage's own settings, found before any data is
+                        read (lalm.config.validation.validate); None: the stage has none
     data_errors         (TrainConfig, train records) -> errors of the stage's own settings against the
                         train manifest; None: the stage has none
+
+    `evaluation` is not a reference but one of EVALUATIONS: how evaluation scores the stage's manifests.
     """
 
     name: str
@@ -52,12 +71,19 @@ class StageSpec:
     collator: str
     build_stage: str
     bound_conversations: str
+    evaluation: str
+    reference_fields: str
+    config_errors: str | None = None
     data_errors: str | None = None
     article: str = "a"  # "an sft manifest"
 
     def __post_init__(self) -> None:
         if not self.record_keys:
             raise ValueError(f"stage {self.name!r}: record_keys must name the keys its records have")
+        if self.evaluation not in EVALUATIONS:
+            raise ValueError(
+                f"stage {self.name!r}: evaluation must be one of {list(EVALUATIONS)}, got {self.evaluation!r}"
+            )
 
     def parts(self) -> dict[str, str]:
         """Every "module:attribute" part of the stage, by field name."""
@@ -67,8 +93,10 @@ class StageSpec:
             "collator": self.collator,
             "build_stage": self.build_stage,
             "bound_conversations": self.bound_conversations,
+            "reference_fields": self.reference_fields,
         }
-        return refs if self.data_errors is None else {**refs, "data_errors": self.data_errors}
+        optional = {"config_errors": self.config_errors, "data_errors": self.data_errors}
+        return {**refs, **{part: ref for part, ref in optional.items() if ref is not None}}
 
 
 def build_collator(stage: str, processor: Any, config: Any) -> Any:
@@ -127,6 +155,8 @@ _DATASET = "lalm.data.dataset"
 _COLLATORS = "lalm.data.collators"
 _BUILD = "lalm.training.build"
 _CHECKS = "lalm.config.data_checks"
+_STAGE_CHECKS = "lalm.config.stage_checks"
+_EVAL = "lalm.eval.runner"
 
 register_stage(
     StageSpec(
@@ -139,6 +169,9 @@ register_stage(
         collator=f"{_COLLATORS}:ConversationCollator",
         build_stage=f"{_BUILD}:build_lm_stage",
         bound_conversations=f"{_CHECKS}:pretrain_conversations",
+        evaluation="generation",
+        reference_fields=f"{_EVAL}:pretrain_reference",
+        config_errors=f"{_STAGE_CHECKS}:pretrain_errors",
         data_errors=f"{_CHECKS}:pretrain_data_errors",
     )
 )
@@ -153,6 +186,9 @@ register_stage(
         collator=f"{_COLLATORS}:ConversationCollator",
         build_stage=f"{_BUILD}:build_lm_stage",
         bound_conversations=f"{_CHECKS}:sft_conversations",
+        evaluation="generation",
+        reference_fields=f"{_EVAL}:sft_reference",
+        config_errors=f"{_STAGE_CHECKS}:sft_errors",
         data_errors=f"{_CHECKS}:sft_data_errors",
         article="an",
     )
@@ -168,5 +204,8 @@ register_stage(
         collator=f"{_COLLATORS}:PreferenceCollator",
         build_stage=f"{_BUILD}:build_dpo_stage",
         bound_conversations=f"{_CHECKS}:dpo_conversations",
+        evaluation="preference",
+        reference_fields=f"{_EVAL}:dpo_reference",
+        config_errors=f"{_STAGE_CHECKS}:dpo_errors",
     )
 )

@@ -430,11 +430,45 @@ def test_pretrain_record_is_normalised(data_dir: Path) -> None:
             "language": "fr",
             "target_language": "zh",
             "text": "bonjour",
+            "references": None,
             "prompt": "Translate.",
             "prompt_language": "en",
             "_source": f"{path}:1",
         }
     ]
+
+
+def _caption(**overrides: object) -> dict:
+    return _pretrain(task="caption", language=_DROP, text="a dog barks", prompt_language="en", **overrides)
+
+
+def test_references_list_every_correct_answer_and_load_beside_records_without(data_dir: Path) -> None:
+    captions = ["a dog barks", "a dog is barking loudly", "barking"]
+    path = _write_records(
+        data_dir / "m.jsonl", [_caption(id="c1", references=captions), _caption(id="c2"), _pretrain(id="a1")]
+    )
+    records = _assert_dataset_equals_records(path, "pretrain")
+    assert [r["references"] for r in records] == [captions, None, None]
+
+
+@pytest.mark.parametrize(
+    ("references", "says"),
+    [
+        ("a dog barks", "must be a non-empty list of non-empty strings, got 'a dog barks'"),
+        ([], "must be a non-empty list of non-empty strings, got []"),
+        (["a dog barks", " "], "must be a non-empty list of non-empty strings"),
+        (["a dog barks", 3], "must be a non-empty list of non-empty strings"),
+        (["a cat meows", "a cow moos"], "must include the record's 'text' 'a dog barks'"),
+    ],
+)
+def test_bad_references_are_named(data_dir: Path, references: object, says: str) -> None:
+    err = _bad_line_error(data_dir, "pretrain", _caption(), _caption(references=references))
+    assert "field 'references'" in str(err) and says in str(err)
+
+
+def test_references_on_a_task_not_scored_by_bleu_are_refused(data_dir: Path) -> None:
+    err = _bad_line_error(data_dir, "pretrain", _pretrain(), _pretrain(references=["hello world", "hello"]))
+    assert "field 'references' is only scored for BLEU tasks; task 'asr' is scored by wer" in str(err)
 
 
 def test_source_counts_blank_lines(data_dir: Path) -> None:

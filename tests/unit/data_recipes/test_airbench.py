@@ -68,6 +68,7 @@ FOUNDATION = [
         12, "Speaker_Gender_Recognition", "meld", "s12.wav", ["male", "female"], "child"
     ),  # not a choice
     _foundation(13, "Music_AQA", "music_avqa", "absent.wav", ["yes", "no"], "no"),  # missing_audio
+    _foundation(14, "Sound_AQA", "avqa", "q14.wav", ["yes", "no", "maybe"], "yes"),  # Sound_AQA's 2nd dataset
 ]
 # Files shipped: (track, folder, file, format, seconds). The Audio_Grounding clip is FLAC though its
 # meta entry names .wav, as in the real corpus.
@@ -78,6 +79,7 @@ FILES = [
     ("Foundation", "Sound_AQA_clothoaqa", "q10.wav", "WAV", 0.75),
     ("Foundation", "Audio_Grounding_AudioGrounding", "g11.flac", "FLAC", 0.5),
     ("Foundation", "Speaker_Gender_Recognition_meld", "s12.wav", "WAV", 0.25),
+    ("Foundation", "Sound_AQA_avqa", "q14.wav", "WAV", 0.25),
 ]
 
 
@@ -101,7 +103,7 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_chat_becomes_sft_conversations_and_foundation_lettered_choices(tmp_path):
+def test_chat_becomes_sft_conversations_and_foundation_lettered_choices_per_task(tmp_path):
     source = build_airbench(tmp_path / "AIR-Bench-Dataset").resolve()
     summary = airbench.prepare(_config(source), tmp_path / "out")
     chat = _lines(tmp_path / "out" / "eval" / "airbench_chat.jsonl")
@@ -129,22 +131,31 @@ def test_chat_becomes_sft_conversations_and_foundation_lettered_choices(tmp_path
     }
     mp3 = chat[1]["messages"][0]["content"][0]["audio"]
     assert mp3["path"] == str(source / "Chat/sound_QA_clotho/rain 1.mp3") and abs(mp3["duration"] - 1.0) < 0.1
-    foundation = _lines(tmp_path / "out" / "eval" / "airbench_foundation.jsonl")
-    assert foundation[0] == {
+    # One manifest per Foundation task, its datasets together (Sound_AQA: clothoaqa and avqa).
+    sound_aqa = _lines(tmp_path / "out" / "eval" / "airbench_foundation_sound_aqa.jsonl")
+    assert sound_aqa[0] == {
         "id": "airbench-foundation-10",
         "audio": {"path": str(source / "Foundation/Sound_AQA_clothoaqa/q10.wav"), "duration": 0.75},
-        "task": "chat",
+        "task": "choice",
         "prompt": "Choose the most suitable answer from options A, B, C, and D to respond the question in next "
         "line, you may only choose A or B or C or D.\nQuestion 10?\nA. rain\nB. a dog\nC. birds\nD. a car",
         "text": "C",
     }
-    grounding = foundation[1]
+    assert [r["id"] for r in sound_aqa] == ["airbench-foundation-10", "airbench-foundation-14"]
+    assert sound_aqa[1]["prompt"].startswith("Choose the most suitable answer from options A, B, and C to")
+    assert sound_aqa[1]["text"] == "A"
+    (grounding,) = _lines(tmp_path / "out" / "eval" / "airbench_foundation_audio_grounding.jsonl")
     assert grounding["audio"]["path"] == str(source / "Foundation/Audio_Grounding_AudioGrounding/g11.flac")
     assert grounding["prompt"].startswith("Choose the most suitable answer from options A and B to respond")
     assert grounding["prompt"].endswith(
         "you may only choose A or B.\nQuestion 11?\nA. [0.0, 1.5]\nB. [2.0, 3.0]"
     )
-    assert grounding["text"] == "B" and len(foundation) == 2
+    assert grounding["text"] == "B" and grounding["task"] == "choice"
+    assert sorted(p.name for p in (tmp_path / "out" / "eval").iterdir()) == [
+        "airbench_chat.jsonl",
+        "airbench_foundation_audio_grounding.jsonl",
+        "airbench_foundation_sound_aqa.jsonl",
+    ]
     assert summary["skipped"] == {
         "chat/missing_audio": 1,
         "chat/incomplete_entry": 1,
@@ -156,9 +167,20 @@ def test_chat_becomes_sft_conversations_and_foundation_lettered_choices(tmp_path
     }
     assert summary["pretrain"] == {} and "sft" not in summary
     assert {name: s["examples"] for name, s in summary["eval"].items()} == {
-        "airbench_foundation": 2,
+        "airbench_foundation_audio_grounding": 1,
+        "airbench_foundation_sound_aqa": 2,
         "airbench_chat": 2,
     }
+
+
+def test_foundation_set_names_follow_airbench_task_names():
+    assert airbench.foundation_set_name("Speech_Grounding") == "airbench_foundation_speech_grounding"
+    assert airbench.foundation_set_name("vocal_sound_classification") == (
+        "airbench_foundation_vocal_sound_classification"
+    )
+    assert airbench.foundation_set_name("Music_Midi_Pitch Analysis!") == (
+        "airbench_foundation_music_midi_pitch_analysis"
+    )
 
 
 def test_the_cli_output_is_what_evaluation_reads_and_scores(tmp_path):
@@ -172,23 +194,40 @@ def test_the_cli_output_is_what_evaluation_reads_and_scores(tmp_path):
         f"output_dir={out}",
     ]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
-    chat_path, foundation_path = (
-        out / "eval" / "airbench_chat.jsonl",
-        out / "eval" / "airbench_foundation.jsonl",
+    chat_path = out / "eval" / "airbench_chat.jsonl"
+    grounding_path, sound_path = (
+        out / "eval" / f"airbench_foundation_{task}.jsonl" for task in ("audio_grounding", "sound_aqa")
     )
-    assert (manifest_kind(str(chat_path)), manifest_kind(str(foundation_path))) == ("sft", "pretrain")
+    assert [manifest_kind(str(p)) for p in (chat_path, grounding_path, sound_path)] == [
+        "sft",
+        "pretrain",
+        "pretrain",
+    ]
     chat = ManifestDataset.from_manifest(str(chat_path), "sft")[1]  # the MP3, decoded to 16 kHz
     wave = chat["messages"][0]["content"][0]["waveform"]
     assert abs(len(wave) - RATE) < 0.1 * RATE and np.abs(wave).max() > 0.1
-    grounding = ManifestDataset.from_manifest(str(foundation_path), "pretrain")[1]  # the FLAC
+    grounding = ManifestDataset.from_manifest(str(grounding_path), "pretrain")[0]  # the FLAC
     assert grounding["messages"][0]["content"][0]["waveform"].shape == (8000,)
     assert grounding["messages"][1]["content"][0]["text"] == "B"
-    references = [r["text"] for r in read_manifest_records(foundation_path, "pretrain")]
+    # Scored as evaluation does: each item keeps its task and the manifest it came from.
+    predictions = {
+        "airbench-foundation-10": "c.",
+        "airbench-foundation-14": "B",
+        "airbench-foundation-11": "B",
+    }
     items = [
-        {"task": "chat", "reference": ref, "prediction": p}
-        for ref, p in zip(references, ["c.", "A"], strict=True)
+        {"task": r["task"], "manifest": str(path), "reference": r["text"], "prediction": predictions[r["id"]]}
+        for path in (sound_path, grounding_path)
+        for r in read_manifest_records(path, "pretrain")
     ]
-    assert score_generations(items) == {"chat/exact_match": 0.5, "chat/n": 2}
+    assert score_generations(items) == {
+        "choice/exact_match": pytest.approx(2 / 3),
+        "choice/n": 3,
+        "choice/airbench_foundation_audio_grounding/exact_match": 1.0,
+        "choice/airbench_foundation_audio_grounding/n": 1,
+        "choice/airbench_foundation_sound_aqa/exact_match": 0.5,
+        "choice/airbench_foundation_sound_aqa/n": 2,
+    }
 
 
 def test_one_track_is_enough_and_neither_is_an_error(tmp_path):
@@ -196,7 +235,7 @@ def test_one_track_is_enough_and_neither_is_an_error(tmp_path):
     (source / "Foundation" / "Foundation_meta.json").unlink()
     summary = airbench.prepare(_config(source), tmp_path / "out")
     assert list(summary["eval"]) == ["airbench_chat"]
-    assert not (tmp_path / "out" / "eval" / "airbench_foundation.jsonl").exists()
+    assert not list((tmp_path / "out" / "eval").glob("airbench_foundation*"))
     assert set(summary["skipped"]) == {"chat/missing_audio", "chat/incomplete_entry", "chat/duplicate_id"}
     (source / "Chat" / "Chat_meta.json").unlink()
     with pytest.raises(CorpusLayoutError, match="Chat/Chat_meta.json"):
@@ -212,10 +251,10 @@ def test_a_meta_file_that_is_not_a_list_of_entries_is_refused(tmp_path):
 
 def test_a_track_without_a_usable_entry_writes_no_manifest(tmp_path):
     source = build_airbench(tmp_path / "AIR-Bench-Dataset")
-    (source / "Foundation" / "Foundation_meta.json").write_text(json.dumps(FOUNDATION[2:]))
+    (source / "Foundation" / "Foundation_meta.json").write_text(json.dumps(FOUNDATION[2:4]))
     summary = airbench.prepare(_config(source), tmp_path / "out")
     assert list(summary["eval"]) == ["airbench_chat"]
-    assert not (tmp_path / "out" / "eval" / "airbench_foundation.jsonl").exists()
+    assert not list((tmp_path / "out" / "eval").glob("airbench_foundation*"))
     assert (
         summary["skipped"]["foundation/answer_not_a_choice"],
         summary["skipped"]["foundation/missing_audio"],

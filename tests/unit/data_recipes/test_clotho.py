@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sacrebleu
 import soundfile as sf
 
 from data_recipes import clotho
@@ -19,6 +20,7 @@ from data_recipes.corpus import CorpusLayoutError
 from lalm.config.data import CorpusRecipeConfig
 from lalm.data.dataset import ManifestDataset
 from lalm.data.manifest import read_manifest_records
+from lalm.eval.scoring import score_generations
 
 ROOT = Path(__file__).resolve().parents[3]
 RATE = 44100
@@ -74,7 +76,7 @@ def _record(source: Path, split: str, name: str, number: int, text: str, seconds
     }
 
 
-def test_one_record_per_caption_official_splits_and_one_reference_eval_set(tmp_path):
+def test_one_record_per_caption_official_splits_and_an_eval_set_with_every_caption(tmp_path):
     source = build_clotho(tmp_path / "clotho").resolve()
     summary = clotho.prepare(_config(source, sft_fraction=1.0), tmp_path / "out")
     out = tmp_path / "out"
@@ -95,10 +97,16 @@ def test_one_record_per_caption_official_splits_and_one_reference_eval_set(tmp_p
     assert test_ids == [f"Birds at dawn-c{k}" for k in range(1, 6)] + [
         f"Rain on roof-c{k}" for k in range(2, 6)
     ]
-    # The eval set: one reference per clip, caption_1 unless that cell is empty.
+    # The eval set: one record per clip, every non-empty caption a reference, the first one its text.
     assert _lines(out / "eval" / "clotho_eval.jsonl") == [
-        _record(source, "evaluation", "Birds at dawn.wav", 1, "Birds sing 1.", 0.5),
-        _record(source, "evaluation", "Rain on roof.wav", 2, "Rain falls on a roof.", 0.25),
+        {
+            **_record(source, "evaluation", "Birds at dawn.wav", 1, "Birds sing 1.", 0.5),
+            "references": [f"Birds sing {k}." for k in range(1, 6)],
+        },
+        {
+            **_record(source, "evaluation", "Rain on roof.wav", 2, "Rain falls on a roof.", 0.25),
+            "references": ["Rain falls on a roof.", "Rain.", "Drops.", "A storm."],
+        },
     ]
     assert summary["skipped"] == {"missing_audio": 1, "empty_caption": 2}
     assert summary["sft"] == {"train": 9, "dev": 5, "test": 9}
@@ -133,7 +141,36 @@ def test_the_cli_writes_manifests_that_decode(tmp_path):
     assert audio["file"] == str(source / "evaluation" / "Rain on roof.wav")
     assert example["task"] == "caption" and audio["waveform"].shape == (4000,)  # 0.25 s at 16 kHz
     assert np.abs(audio["waveform"]).max() > 0.1
-    assert example["messages"][1]["content"][0]["text"] == "Rain falls on a roof."
+    assert example["messages"][1]["content"][0]["text"] == "Rain falls on a roof."  # trained on: the first
+
+
+def test_the_eval_set_is_scored_against_every_caption_of_a_clip(tmp_path):
+    """What evaluation does with clotho_eval.jsonl: each clip's prediction against its references (the
+    items evaluation builds from the validated records), the BLEU sacrebleu gives on those streams."""
+    source = build_clotho(tmp_path / "clotho").resolve()
+    clotho.prepare(_config(source), tmp_path / "out")
+    records = read_manifest_records(tmp_path / "out" / "eval" / "clotho_eval.jsonl", "pretrain")
+    predictions = ["Birds sing 4.", "A storm."]  # each is a caption other than the record's text
+    items = [
+        {
+            "task": "caption",
+            "language": r["language"],
+            "target_language": r["prompt_language"],
+            "reference": r["text"],
+            "references": r["references"],
+            "prediction": p,
+        }
+        for r, p in zip(records, predictions, strict=True)
+    ]
+    streams = [
+        [f"Birds sing {k}." for k in range(1, 6)],
+        ["Rain falls on a roof.", "Rain.", "Drops.", "A storm.", None],
+    ]
+    expected = sacrebleu.corpus_bleu(predictions, [list(s) for s in zip(*streams, strict=True)]).score
+    assert score_generations(items) == {"caption/en/bleu": pytest.approx(expected), "caption/en/n": 2}
+    assert expected == pytest.approx(100.0)  # both predictions are captions of their clip
+    single = score_generations([{k: v for k, v in i.items() if k != "references"} for i in items])
+    assert single["caption/en/bleu"] < 50.0
 
 
 def test_latin1_captions_are_read(tmp_path):

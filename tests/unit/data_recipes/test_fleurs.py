@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from data_recipes import fleurs
-from data_recipes.corpus import CorpusLayoutError
+from data_recipes.corpus import CorpusLayoutError, extract_archive
 from lalm.config.data import CorpusRecipeConfig
 from lalm.data.dataset import ManifestDataset
 from lalm.data.manifest import read_manifest_records
@@ -192,8 +192,8 @@ def test_rerun_keeps_extracted_files_and_missing_layout_is_named(tmp_path):
     source = build_fleurs(tmp_path / "fleurs")
     archive = source / "data" / "en_us" / "audio" / "dev.tar.gz"
     target = tmp_path / "extracted"
-    assert fleurs.extract_wavs(str(archive), str(target), frozenset({"121.wav"})) == 1
-    assert fleurs.extract_wavs(str(archive), str(target), frozenset({"121.wav"})) == 0
+    assert extract_archive(archive, target, frozenset({"121.wav"})) == 1
+    assert extract_archive(archive, target, frozenset({"121.wav"})) == 0
     assert sorted(p.name for p in target.iterdir()) == ["121.wav"]
 
     archive.unlink()

@@ -19,6 +19,7 @@ from lalm.eval.metrics import (
     map_to_label,
     normalize_text,
     preference_summary,
+    reference_streams,
 )
 
 GENDER = {"female": ["female", "woman", "女性", "女"], "male": ["male", "man", "男性", "男"]}
@@ -209,6 +210,27 @@ def test_bleu_japanese_matches_sacrebleu_with_same_tokenizer() -> None:
         sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize).score
     )
     assert 0.0 < bleu(refs, hyps, "ja") < 100.0
+
+
+def test_reference_streams_pad_missing_references_with_none() -> None:
+    assert reference_streams(["a", ["b1", "b2", "b3"], ("c1", "c2")]) == [
+        ["a", "b1", "c1"],
+        [None, "b2", "c2"],
+        [None, "b3", None],
+    ]
+    assert reference_streams(["x", "y"]) == [["x", "y"]]  # one reference each: one stream, as before
+    with pytest.raises(ValueError, match="hypothesis 1 needs one or more reference strings, got \\[\\]"):
+        reference_streams(["a", []])
+
+
+def test_bleu_with_several_references_per_hypothesis() -> None:
+    hyps = ["the cat sat on the mat", "a dog barks"]
+    refs = [["there is a cat on the mat", "the cat sat on the mat"], "a dog is barking"]
+    direct = sacrebleu.corpus_bleu(
+        hyps, [["there is a cat on the mat", "a dog is barking"], ["the cat sat on the mat", None]]
+    )
+    assert bleu(refs, hyps, "en") == pytest.approx(direct.score)
+    assert bleu(refs, hyps, "en") > bleu([r if isinstance(r, str) else r[0] for r in refs], hyps, "en")
 
 
 # --- answer -> label ------------------------------------------------------------------------------------

@@ -46,3 +46,19 @@ def test_without_a_reference_only_log_prob_accuracy() -> None:
         "preference/asr/logp_accuracy": 1.0,
         "preference/asr/n": 1,
     }
+
+
+def test_a_record_with_several_references_reaches_scoring_with_all_of_them() -> None:
+    """Clotho's eval records list five captions: predictions.jsonl items carry them, and BLEU is then
+    scored against every one (a prediction equal to the third caption is a perfect score)."""
+    from lalm.eval.runner import _meta
+    from lalm.eval.scoring import score_generations
+
+    base = {"task": "caption", "language": None, "target_language": None, "prompt_language": "en"}
+    captions = ["a dog barks twice", "rain falls on a tin roof", "birds sing in the early morning"]
+    several = _meta({**base, "text": captions[0], "references": captions}, "pretrain")
+    one = _meta({**base, "text": captions[0], "references": None}, "pretrain")
+    assert several["references"] == captions and "references" not in one
+    items = [{**several, "prediction": captions[2]}]
+    assert score_generations(items)["caption/en/bleu"] == pytest.approx(100.0)
+    assert score_generations([{**one, "prediction": captions[2]}])["caption/en/bleu"] < 10

@@ -1,5 +1,7 @@
 """The stage registry: every stage has every part, and a newly registered stage is picked up by
-manifest loading, the dataset, the data checks, the collator lookup and build's manifest search."""
+manifest loading, the dataset, the data checks, the collator lookup, build's manifest search, config
+validation's stage checks and evaluation (its manifests' kind, how they are scored, what scripts/
+evaluate.py and scripts/generate.py write of their references): its registration is the one edit."""
 
 from __future__ import annotations
 
@@ -10,19 +12,26 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from lalm.config.data_checks import example_bounds
-from lalm.config.train import StageConfig
+from lalm.config.eval import EvalConfig, GenerationConfig
+from lalm.config.model import TinyModelConfig
+from lalm.config.train import DataConfig, SftStageConfig, StageConfig, TrainConfig
+from lalm.config.validation import validate
 from lalm.data.audio import write_audio
 from lalm.data.collators import ConversationCollator
 from lalm.data.dataset import ManifestDataset
-from lalm.data.manifest import load_manifest, read_manifest_records
-from lalm.errors import ManifestError
+from lalm.data.manifest import load_manifest, read_manifest_records, validate_dpo, validate_pretrain
+from lalm.errors import ConfigError, ManifestError
+from lalm.eval.batch_generation import reference_fields
+from lalm.eval.runner import manifest_kind, run_evaluation
 from lalm.stages.registry import (
+    EVALUATIONS,
     StageSpec,
     get_stage,
     guess_stage,
@@ -78,10 +87,26 @@ def test_every_stage_has_every_part(name: str) -> None:
     assert issubclass(spec.config, StageConfig) and spec.config().name == name
     assert spec.record_keys and all(key in spec.records_are for key in spec.record_keys)
     assert guess_stage(dict.fromkeys(spec.record_keys)) == name
+    assert spec.evaluation in EVALUATIONS
     parts = spec.parts()
-    expected = {"validate_record", "to_example", "collator", "build_stage", "bound_conversations"}
-    assert expected <= set(parts) and set(parts) <= expected | {"data_errors"}
-    arity = {"validate_record": 3, "to_example": 2, "build_stage": 2, "bound_conversations": 1}
+    expected = {
+        "validate_record",
+        "to_example",
+        "collator",
+        "build_stage",
+        "bound_conversations",
+        "reference_fields",
+    }
+    assert expected <= set(parts) and set(parts) <= expected | {"config_errors", "data_errors"}
+    assert "config_errors" in parts  # the three stages each check their own settings
+    arity = {
+        "validate_record": 3,
+        "to_example": 2,
+        "build_stage": 2,
+        "bound_conversations": 1,
+        "reference_fields": 1,
+        "config_errors": 1,
+    }
     for part, ref in parts.items():
         obj = load(ref)
         if part == "collator":
@@ -89,6 +114,18 @@ def test_every_stage_has_every_part(name: str) -> None:
         else:
             assert inspect.isfunction(obj), f"{name}.{part}: {ref} is not a function"
             assert len(inspect.signature(obj).parameters) == arity.get(part, 2), f"{name}.{part}"
+
+
+def test_pairs_are_compared_and_the_rest_generated() -> None:
+    assert {name: get_stage(name).evaluation for name in stage_names()} == {
+        "pretrain": "generation",
+        "sft": "generation",
+        "dpo": "preference",
+    }
+    with pytest.raises(
+        ValueError, match=r"evaluation must be one of \['generation', 'preference'\], got 'rank'"
+    ):
+        replace(get_stage("dpo"), name="x", evaluation="rank")
 
 
 def test_a_misspelt_or_unknown_part_or_stage_is_refused() -> None:
@@ -165,3 +202,130 @@ def test_an_unknown_stage_is_refused_by_the_dataset(tmp_path: Path) -> None:
     records = load_manifest(_manifest(tmp_path / "sft", [SFT_RECORD]), "sft")
     with pytest.raises(ValueError, match="unknown stage 'chat_sft'"):
         ManifestDataset(records, NEW)
+
+
+# ---------------------------------------------------------------- evaluation and config checks
+
+# Two throwaway stages with records of their own: pretrain's parts and dpo's for the rest.
+TRANSCRIBE, RANKED = "transcribe", "ranked"
+
+
+def validate_transcript(record: dict[str, Any], base: Path, check_files: bool) -> dict[str, Any]:
+    """TRANSCRIBE's records, {"id", "audio", "transcript"}: English ASR examples."""
+    asr = {"id": record.get("id"), "audio": record.get("audio"), "task": "asr", "language": "en"}
+    return validate_pretrain({**asr, "text": record.get("transcript")}, base, check_files)
+
+
+def validate_ranked(record: dict[str, Any], base: Path, check_files: bool) -> dict[str, Any]:
+    """RANKED's records, {"id", "prompt", "better", "worse"}: preference pairs."""
+    pair = {"id": record.get("id"), "prompt": record.get("prompt")}
+    return validate_dpo(
+        {**pair, "chosen": record.get("better"), "rejected": record.get("worse")}, base, check_files
+    )
+
+
+def only_analysis(cfg: TrainConfig) -> list[str]:
+    """A throwaway stage's own check: analysis mode only."""
+    if cfg.stage.chat_weight == 0:
+        return []
+    return [f"stage={cfg.stage.name} trains analysis mode only: set stage.chat_weight=0"]
+
+
+@pytest.fixture
+def own_records() -> Iterator[None]:
+    """TRANSCRIBE and RANKED, registered for the test."""
+    for base, name, keys, validator in (
+        ("pretrain", TRANSCRIBE, ("audio", "transcript"), validate_transcript),
+        ("dpo", RANKED, ("prompt", "better", "worse"), validate_ranked),
+    ):
+        spec = replace(
+            get_stage(base),
+            name=name,
+            record_keys=keys,
+            records_are="/".join(keys) + " records",
+            validate_record=f"{__name__}:{validator.__name__}",
+        )
+        register_stage(spec)
+    yield
+    unregister_stage(TRANSCRIBE)
+    unregister_stage(RANKED)
+
+
+@pytest.fixture
+def checkpoint(tiny: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tiny_checkpoint")
+    model, processor = tiny
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+def test_registered_stages_are_evaluated_by_their_registration(
+    own_records: None, checkpoint: Path, tmp_path: Path
+) -> None:
+    transcripts = [{"id": f"t{i}", "audio": "a.wav", "transcript": f"hello {i}"} for i in range(2)]
+    question = {
+        "role": "user",
+        "content": [{"type": "audio", "audio": CLIP}, {"type": "text", "text": "Say?"}],
+    }
+    pairs = [{"id": f"r{i}", "prompt": [question], "better": "hello", "worse": f"bye {i}"} for i in range(2)]
+    paths = [str(_manifest(tmp_path / TRANSCRIBE, transcripts)), str(_manifest(tmp_path / RANKED, pairs))]
+    assert [manifest_kind(path) for path in paths] == [TRANSCRIBE, RANKED]
+    out = tmp_path / "eval"
+    cfg = EvalConfig(
+        checkpoint=str(checkpoint),
+        manifests=paths,
+        output_dir=str(out),
+        reference=str(checkpoint),
+        generation=GenerationConfig(max_new_tokens=4),
+    )
+    metrics = run_evaluation(cfg)
+    # TRANSCRIBE's are generated for and scored as pretrain's examples are: the record's task and
+    # language, its transcript the reference.
+    items = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert [list(item)[:6] for item in items] == [
+        ["id", "manifest", "task", "language", "target_language", "reference"]
+    ] * 2
+    assert [(i["id"], i["task"], i["language"], i["reference"]) for i in items] == [
+        ("t0", "asr", "en", "hello 0"),
+        ("t1", "asr", "en", "hello 1"),
+    ]
+    assert metrics["asr/en/n"] == 2 and "asr/en/wer" in metrics and metrics["generation/dropped"] == 0
+    # RANKED's are compared as dpo's pairs are, against the reference (here the policy itself).
+    rows = [json.loads(line) for line in (out / "preferences.jsonl").read_text().splitlines()]
+    assert [(row["id"], row["rewards/chosen"], row["rewards/rejected"]) for row in rows] == [
+        ("r0", 0.0, 0.0),
+        ("r1", 0.0, 0.0),
+    ]
+    assert metrics["preference/n"] == 2 and metrics["preference/dropped"] == 0
+    # scripts/generate.py's lines read the same reference fields.
+    transcript, pair = (
+        read_manifest_records(paths[0], TRANSCRIBE)[0],
+        read_manifest_records(paths[1], RANKED)[0],
+    )
+    assert reference_fields(transcript, TRANSCRIBE) == {"task": "asr", "reference": "hello 0"}
+    assert reference_fields(pair, RANKED) == {"task": None, "reference": "hello", "rejected": "bye 0"}
+
+
+def _train_config(corpus_dir: Path, stage: StageConfig) -> TrainConfig:
+    """A valid config of a stage that trains on sft's manifests."""
+    data = DataConfig(
+        dir=str(corpus_dir),
+        train_manifest=str(corpus_dir / "sft" / "train.jsonl"),
+        dev_manifest=str(corpus_dir / "sft" / "dev.jsonl"),
+    )
+    return TrainConfig(stage=stage, model=TinyModelConfig(), data=data, output_dir="/tmp/unused")
+
+
+def test_validate_runs_a_registered_stages_own_checks(new_stage: StageSpec, corpus_dir: Path) -> None:
+    validate(_train_config(corpus_dir, SftStageConfig(name=NEW)), world_size=1)
+    with pytest.raises(ConfigError, match=r"stage.chat_weight must be in \[0, 1\], got 1.5"):
+        validate(_train_config(corpus_dir, SftStageConfig(name=NEW, chat_weight=1.5)), world_size=1)
+    # Its own checks, not sft's: the registry says which.
+    register_stage(replace(new_stage, config_errors=f"{__name__}:only_analysis"), replace=True)
+    validate(_train_config(corpus_dir, SftStageConfig(name=NEW, chat_weight=0.0)), world_size=1)
+    with pytest.raises(ConfigError) as caught:
+        validate(_train_config(corpus_dir, SftStageConfig(name=NEW, chat_weight=1.5)), world_size=1)
+    assert caught.value.problems == [f"stage={NEW} trains analysis mode only: set stage.chat_weight=0"]
+    register_stage(replace(new_stage, config_errors=None), replace=True)  # none at all
+    validate(_train_config(corpus_dir, SftStageConfig(name=NEW, chat_weight=1.5)), world_size=1)
