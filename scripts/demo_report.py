@@ -170,9 +170,9 @@ def write_report(
 
 {"**Quick run (`--quick`): a pipeline check with a handful of steps; the numbers mean nothing.**" if quick else ""}
 
-Synthetic corpus (espeak-ng speech in 8 languages, sox sounds) -> pretrain -> SFT -> DPO with the tiny
-Qwen2-Audio model on CPU (torchrun, 2 ranks, DeepSpeed ZeRO-2), each evaluated on the held-out test
-split (sentences never seen in training). Preference columns use the SFT model as the DPO reference.
+Synthetic corpus (espeak-ng speech in 8 languages and 30 voice variants, sox sounds) -> pretrain ->
+SFT -> DPO with the tiny Qwen2-Audio model on CPU (torchrun, 2 ranks, DeepSpeed ZeRO-2), each evaluated
+on the held-out test split (sentences never seen in training). Preference columns use the SFT model as the DPO reference.
 Total time: {total / 60:.1f} min ({timing}).
 
 ## Metrics on the test split
