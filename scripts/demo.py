@@ -73,7 +73,8 @@ def augmentation(level: str, data: Path) -> list[str]:
 #   chat share 0.1 29.7%, both at 1e-4). Hence lr 1e-5 with the encoder frozen.
 # - DPO then costs WER in proportion to what it learns (the transcript pairs differ by one word): from
 #   that SFT model, lr 5e-5: preference 0.87, WER +3.3 points; 1e-4: 0.90, +6.7; 1e-4 with beta 0.3:
-#   0.93, +6.9; 500 steps at 5e-5 with beta 0.3: 0.92, +6.2; rpo_alpha 2: 0.88, +5.6.
+#   0.93, +6.9; 500 steps at 5e-5 with beta 0.3: 0.92, +6.2; rpo_alpha 2: 0.88, +5.6. From the 2,400-step
+#   model's SFT (13.8%), lr 1e-4 with beta 0.3: 0.91, +2.6 (the projector frozen too: the same).
 # - DPO adds the chosen response's NLL (rpo_alpha=1): without it greedy decoding breaks (English WER
 #   127%). Transcript pairs only for English: the model transcribes little else (WER 36-62% in fr, it,
 #   es, de; CER ~100% in zh, yue), so held-out transcript pairs in those languages stay at chance
