@@ -28,8 +28,7 @@ from lalm.config.eval import GenerateConfig
 from lalm.data.dataset import ManifestDataset
 from lalm.errors import ManifestError
 from lalm.eval.generation import generate_in_length_order, load_for_generation
-from lalm.eval.runner import manifest_kind
-from lalm.stages.registry import get_stage, load
+from lalm.eval.runner import answer_fields, manifest_kind
 from lalm.training.distributed import is_main
 
 # What a line keeps of a record's reference fields, in this order where present.
@@ -39,8 +38,7 @@ LINE_FIELDS = ("task", "mode", "reference", "references", "rejected")
 def reference_fields(record: dict[str, Any], kind: str) -> dict[str, Any]:
     """What a manifest record of stage `kind` says about its expected answer: task (and sft's mode),
     reference, and for a preference pair the rejected answer (the stage's `reference_fields`)."""
-    fields = load(get_stage(kind).reference_fields)(record)
-    return {key: value for key, value in fields.items() if key in LINE_FIELDS}
+    return answer_fields(kind, LINE_FIELDS)(record)
 
 
 def prediction_lines(
@@ -52,9 +50,10 @@ def prediction_lines(
     """One output line per record, in order: its id, source, prediction (None if dropped, with the
     collator's reason, detail and file) and reference fields."""
     reports = {item["id"]: item for item in dropped}
+    fields_of = answer_fields(kind, LINE_FIELDS)
     lines = []
     for record in records:
-        line = {"id": record["id"], "source": record["_source"], **reference_fields(record, kind)}
+        line = {"id": record["id"], "source": record["_source"], **fields_of(record)}
         line["prediction"] = predictions[record["id"]]
         report = reports.get(record["id"])
         if report is not None:

@@ -16,6 +16,7 @@ limit. Dropped pairs are left out of the preference numbers either way."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,16 @@ def dpo_reference(record: dict[str, Any]) -> dict[str, Any]:
 ITEM_FIELDS = ("task", "mode", "language", "target_language", "reference", "references")
 
 
+def answer_fields(kind: str, keep: tuple[str, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Stage `kind`'s `reference_fields` (resolved once, for a whole manifest), keeping the keys in
+    `keep`: ITEM_FIELDS for predictions.jsonl, generate.py's LINE_FIELDS for its lines."""
+    fields_of = load(get_stage(kind).reference_fields)
+    return lambda record: {key: value for key, value in fields_of(record).items() if key in keep}
+
+
 def _meta(record: dict[str, Any], kind: str) -> dict[str, Any]:
     """A predictions.jsonl item's reference fields: the ITEM_FIELDS of the stage's `reference_fields`."""
-    fields = load(get_stage(kind).reference_fields)(record)
-    return {key: value for key, value in fields.items() if key in ITEM_FIELDS}
+    return answer_fields(kind, ITEM_FIELDS)(record)
 
 
 def evaluate_generation(
@@ -117,7 +124,8 @@ def evaluate_generation(
     dataset = ManifestDataset.from_manifest(path, kind, cfg.prompt_seed)
     count = min(len(dataset), cfg.max_examples) if cfg.max_examples else len(dataset)
     records = dataset.records.select(range(count)).to_list()  # one read; each is used twice below
-    metas = [_meta(record, kind) for record in records]
+    meta_of = answer_fields(kind, ITEM_FIELDS)
+    metas = [meta_of(record) for record in records]
     indices = [i for i, meta in enumerate(metas) if not cfg.tasks or meta["task"] in cfg.tasks]
     generated = generate_in_length_order(
         model, processor, dataset, records, indices, cfg.batch_size, cfg.generation
